@@ -1,0 +1,257 @@
+/**
+ * A2A endpoints of an org's exposed agents:
+ *   POST /a2a/agents/{name}                                 JSON-RPC (v1.0, and v0.3 method names)
+ *   GET  /a2a/agents/{name}/.well-known/agent-card.json     the agent's card
+ *   GET  /a2a/agents                                        the org's exposed agents
+ * `{name}` is `Agent` or `repo-name/Agent`. A private or missing agent answers 404 alike.
+ */
+import { Hono, type Context } from "hono";
+import { z } from "zod";
+import { findAgent, listExposedAgents, type AgentIndexEntry } from "../db/agents";
+import { db } from "../db/client";
+import { insertRun } from "../db/runs";
+import { config } from "../config";
+import type { AppEnv } from "../http/app-env";
+import { RUN_ID, runStub } from "../runs/stub";
+import { TERMINAL_RUN_STATUSES, type RunSnapshot } from "../runs/types";
+import { JSONRPC, JsonRpcError, JsonRpcRequest, requestIdOf, rpcError, rpcResult, type JsonRpcId } from "./jsonrpc";
+import { GetTaskParams, normaliseSend, renderTask, type Dialect } from "./wire";
+
+const MAX_BODY_BYTES = 1024 * 1024;
+
+const V1_METHODS = new Set([
+  "SendMessage",
+  "SendStreamingMessage",
+  "GetTask",
+  "ListTasks",
+  "CancelTask",
+  "SubscribeToTask",
+  "CreateTaskPushNotificationConfig",
+  "GetTaskPushNotificationConfig",
+  "ListTaskPushNotificationConfigs",
+  "DeleteTaskPushNotificationConfig",
+  "GetExtendedAgentCard",
+]);
+const V03_METHODS = new Set([
+  "message/send",
+  "message/stream",
+  "tasks/get",
+  "tasks/list",
+  "tasks/cancel",
+  "tasks/resubscribe",
+  "tasks/pushNotificationConfig/set",
+  "tasks/pushNotificationConfig/get",
+  "tasks/pushNotificationConfig/list",
+  "tasks/pushNotificationConfig/delete",
+  "agent/getAuthenticatedExtendedCard",
+]);
+
+export const a2aRoutes = new Hono<AppEnv>();
+
+a2aRoutes.get("/agents", async (c) => {
+  const org = c.get("org");
+  const base = baseUrl(c);
+  const agents = await listExposedAgents(db(c.env), org);
+  return c.json({
+    agents: agents.map((a) => ({
+      name: qualifiedName(a),
+      description: a.description,
+      url: `${base}/a2a/agents/${qualifiedName(a)}`,
+      agentCard: `${base}/a2a/agents/${qualifiedName(a)}/.well-known/agent-card.json`,
+    })),
+  });
+});
+
+a2aRoutes.get("/agents/:name/.well-known/agent-card.json", (c) => agentCard(c, c.req.param("name")));
+a2aRoutes.get("/agents/:repo/:name/.well-known/agent-card.json", (c) => agentCard(c, `${c.req.param("repo")}/${c.req.param("name")}`));
+a2aRoutes.post("/agents/:name", (c) => jsonRpc(c, c.req.param("name")));
+a2aRoutes.post("/agents/:repo/:name", (c) => jsonRpc(c, `${c.req.param("repo")}/${c.req.param("name")}`));
+
+function qualifiedName(a: AgentIndexEntry): string {
+  return a.isRoot ? a.name : `${a.repositoryName}/${a.name}`;
+}
+
+function baseUrl(c: Context<AppEnv>): string {
+  const url = new URL(c.req.url);
+  const prefix = c.req.param("org") ? `/_org/${c.req.param("org")}` : "";
+  return `${url.protocol}//${url.host}${prefix}`;
+}
+
+async function exposedAgent(c: Context<AppEnv>, name: string): Promise<AgentIndexEntry | null> {
+  const agent = await findAgent(db(c.env), c.get("org"), name);
+  return agent?.exposed ? agent : null;
+}
+
+async function agentCard(c: Context<AppEnv>, name: string) {
+  const agent = await exposedAgent(c, name);
+  if (!agent) return c.json(notFoundProblem(c, "Agent"), 404, { "content-type": "application/problem+json" });
+  const url = `${baseUrl(c)}/a2a/agents/${qualifiedName(agent)}`;
+  const extra = agent.card ?? {};
+  const card = {
+    name: qualifiedName(agent),
+    description: agent.description || `${agent.name} agent`,
+    version: agent.version ?? "0.0.0",
+    provider: { organization: c.get("org").name, url: baseUrl(c) },
+    capabilities: { streaming: false, pushNotifications: false, extensions: [] },
+    defaultInputModes: ["text/plain", "application/json"],
+    defaultOutputModes: ["text/plain"],
+    skills: [
+      {
+        id: agent.name,
+        name: agent.name,
+        description: agent.description || `${agent.name} agent`,
+        tags: agent.tags,
+        examples: [],
+      },
+    ],
+    supportedInterfaces: [{ url, protocolBinding: "JSONRPC", protocolVersion: "1.0" }],
+    ...extra,
+  };
+  return c.json(card, 200, { "cache-control": "public, max-age=30" });
+}
+
+function notFoundProblem(c: Context<AppEnv>, what: string) {
+  return {
+    type: "urn:shaman:error:not_found",
+    title: "Not Found",
+    status: 404,
+    detail: `${what} not found`,
+    code: "NOT_FOUND",
+    requestId: c.get("requestId"),
+  };
+}
+
+function rpcJson(c: Context<AppEnv>, id: JsonRpcId, err: JsonRpcError) {
+  return c.json(rpcError(id, err), err.httpStatus as 200);
+}
+
+async function jsonRpc(c: Context<AppEnv>, name: string): Promise<Response> {
+  const length = Number(c.req.header("content-length") ?? "0");
+  if (length > MAX_BODY_BYTES) return rpcJson(c, null, new JsonRpcError(JSONRPC.INVALID_REQUEST, "request body too large (limit 1 MiB)", undefined, 413));
+  const raw = await c.req.text();
+  if (raw.length > MAX_BODY_BYTES) return rpcJson(c, null, new JsonRpcError(JSONRPC.INVALID_REQUEST, "request body too large (limit 1 MiB)", undefined, 413));
+
+  let body: unknown;
+  try {
+    body = JSON.parse(raw);
+  } catch {
+    return rpcJson(c, null, new JsonRpcError(JSONRPC.PARSE_ERROR, "Parse error: the body is not valid JSON"));
+  }
+  const id = requestIdOf(body);
+
+  const agent = await exposedAgent(c, name);
+  if (!agent) return rpcJson(c, id, new JsonRpcError(JSONRPC.METHOD_NOT_FOUND, `No agent named '${name}' is available here`, undefined, 404));
+
+  if (Array.isArray(body)) return rpcJson(c, null, new JsonRpcError(JSONRPC.INVALID_REQUEST, "batch requests are not supported"));
+  const envelope = JsonRpcRequest.safeParse(body);
+  if (!envelope.success) return rpcJson(c, id, new JsonRpcError(JSONRPC.INVALID_REQUEST, "Invalid Request: expected a JSON-RPC 2.0 request object"));
+  const { method, params } = envelope.data;
+
+  const dialect = dialectOf(c.req.header("a2a-version"), method);
+  if (dialect instanceof JsonRpcError) return rpcJson(c, id, dialect);
+
+  try {
+    const result = await dispatch(c, agent, dialect, method, params);
+    return c.json(rpcResult(id, result));
+  } catch (err) {
+    if (err instanceof JsonRpcError) return rpcJson(c, id, err);
+    console.error(`a2a ${method} failed (request ${c.get("requestId")}):`, err instanceof Error ? err.message : String(err));
+    return rpcJson(c, id, new JsonRpcError(JSONRPC.INTERNAL_ERROR, "Internal error", { requestId: c.get("requestId") }));
+  }
+}
+
+function dialectOf(header: string | undefined, method: string): Dialect | JsonRpcError {
+  if (header !== undefined && header.trim() !== "") {
+    const v = header.trim();
+    if (/^1\.0(\.\d+)?$/.test(v) || v === "1") return "1.0";
+    if (/^0\.3(\.\d+)?$/.test(v)) return "0.3";
+    return new JsonRpcError(JSONRPC.VERSION_NOT_SUPPORTED, `A2A version '${v}' is not supported (supported: 1.0, 0.3)`, { supported: ["1.0", "0.3"] });
+  }
+  // No header: v0.3 by the spec; a v1.0 method name without the header is read as v1.0.
+  return V1_METHODS.has(method) ? "1.0" : "0.3";
+}
+
+async function dispatch(c: Context<AppEnv>, agent: AgentIndexEntry, dialect: Dialect, method: string, params: unknown): Promise<unknown> {
+  const m = dialect === "1.0" ? method : V03_TO_V1[method];
+  if (dialect === "1.0" ? !V1_METHODS.has(method) : !m) {
+    throw new JsonRpcError(JSONRPC.METHOD_NOT_FOUND, `Method not found: ${method}`);
+  }
+  switch (m) {
+    case "SendMessage":
+      return sendMessage(c, agent, dialect, params);
+    case "GetTask":
+      return getTask(c, agent, dialect, params);
+    default:
+      throw new JsonRpcError(JSONRPC.UNSUPPORTED_OPERATION, `${method} is not supported by this server yet`);
+  }
+}
+
+const V03_TO_V1: Record<string, string> = {
+  "message/send": "SendMessage",
+  "message/stream": "SendStreamingMessage",
+  "tasks/get": "GetTask",
+  "tasks/list": "ListTasks",
+  "tasks/cancel": "CancelTask",
+  "tasks/resubscribe": "SubscribeToTask",
+  "tasks/pushNotificationConfig/set": "CreateTaskPushNotificationConfig",
+  "tasks/pushNotificationConfig/get": "GetTaskPushNotificationConfig",
+  "tasks/pushNotificationConfig/list": "ListTaskPushNotificationConfigs",
+  "tasks/pushNotificationConfig/delete": "DeleteTaskPushNotificationConfig",
+  "agent/getAuthenticatedExtendedCard": "GetExtendedAgentCard",
+};
+
+function invalidParams(error: z.ZodError): JsonRpcError {
+  const issues = error.issues.slice(0, 5).map((i) => ({ path: i.path.join("."), message: i.message }));
+  const first = issues[0];
+  return new JsonRpcError(JSONRPC.INVALID_PARAMS, `Invalid params${first ? `: ${first.path || "params"}: ${first.message}` : ""}`, { issues });
+}
+
+async function findTask(c: Context<AppEnv>, agent: AgentIndexEntry, taskId: string): Promise<RunSnapshot | null> {
+  if (!RUN_ID.test(taskId)) return null;
+  const snapshot = await runStub(c.env, taskId).snapshot(c.get("org").orgId);
+  // A task of another agent (or org) answers exactly like a missing one.
+  return snapshot && snapshot.agent.repositoryId === agent.repositoryId && snapshot.agent.name === agent.name ? snapshot : null;
+}
+
+async function sendMessage(c: Context<AppEnv>, agent: AgentIndexEntry, dialect: Dialect, params: unknown) {
+  const parsed = normaliseSend(dialect, params);
+  if (!parsed.success) throw invalidParams(parsed.error);
+  const req = parsed.data;
+  const org = c.get("org");
+
+  if (req.taskId) {
+    const existing = await findTask(c, agent, req.taskId);
+    if (!existing) throw new JsonRpcError(JSONRPC.TASK_NOT_FOUND, "Task not found");
+    if (TERMINAL_RUN_STATUSES.has(existing.status)) {
+      throw new JsonRpcError(JSONRPC.UNSUPPORTED_OPERATION, "The task is in a terminal state and cannot take more messages");
+    }
+    throw new JsonRpcError(JSONRPC.UNSUPPORTED_OPERATION, "The task is not waiting for input");
+  }
+
+  const runId = crypto.randomUUID();
+  const contextId = req.contextId ?? crypto.randomUUID();
+  const ref = { name: agent.name, repositoryId: agent.repositoryId, commit: agent.commitSha, path: agent.path };
+  await insertRun(db(c.env), org, {
+    id: runId,
+    contextId,
+    agentName: agent.name,
+    repositoryId: agent.repositoryId,
+    commitSha: agent.commitSha,
+    initiatedBy: c.get("principal"),
+  });
+  const waitMs = req.returnImmediately ? 0 : config(c.env).runWaitTimeoutMs;
+  const snapshot = await runStub(c.env, runId).start(
+    { runId, orgId: org.orgId, contextId, agent: ref, initiatedBy: c.get("principal"), message: req.message },
+    waitMs,
+  );
+  const task = renderTask(dialect, snapshot, req.historyLength);
+  return dialect === "1.0" ? { task } : task;
+}
+
+async function getTask(c: Context<AppEnv>, agent: AgentIndexEntry, dialect: Dialect, params: unknown) {
+  const parsed = GetTaskParams.safeParse(params);
+  if (!parsed.success) throw invalidParams(parsed.error);
+  const snapshot = await findTask(c, agent, parsed.data.id);
+  if (!snapshot) throw new JsonRpcError(JSONRPC.TASK_NOT_FOUND, "Task not found");
+  return renderTask(dialect, snapshot, parsed.data.historyLength);
+}

@@ -1,0 +1,34 @@
+/** Deployment configuration read from the Worker's vars, parsed once per env object. */
+export interface Config {
+  /** Orgs are served at `<slug>.<domain>`. */
+  domain: string;
+  production: boolean;
+  /** Local-only fallbacks for the org: `X-Shaman-Org` header or `/_org/<slug>/` prefix. */
+  devRouting: boolean;
+  /** Local-only demo seeding route. */
+  devSeed: boolean;
+  runWaitTimeoutMs: number;
+}
+
+// Env objects are stable per isolate, so parsing once per object is enough.
+const cache = new WeakMap<object, Config>();
+
+export function config(env: Env): Config {
+  let c = cache.get(env);
+  if (c) return c;
+  const production = env.SHAMAN_ENV === "production";
+  c = {
+    domain: (env.SHAMAN_DOMAIN || "localhost").toLowerCase(),
+    production,
+    devRouting: !production && env.SHAMAN_DEV_ROUTING === "true",
+    devSeed: !production && env.SHAMAN_DEV_SEED === "true",
+    runWaitTimeoutMs: positiveInt(env.RUN_WAIT_TIMEOUT_MS, 120_000),
+  };
+  cache.set(env, c);
+  return c;
+}
+
+function positiveInt(value: string | undefined, fallback: number): number {
+  const n = Number(value);
+  return Number.isFinite(n) && n > 0 ? Math.floor(n) : fallback;
+}

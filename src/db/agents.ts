@@ -1,0 +1,127 @@
+import { and, eq, inArray, sql } from "drizzle-orm";
+import type { Db } from "./client";
+import { agents, repositories, type AgentRow } from "./schema";
+import type { OrgScope } from "./scope";
+
+export interface AgentIndexEntry {
+  name: string;
+  path: string;
+  repositoryId: string;
+  repositoryName: string;
+  isRoot: boolean;
+  commitSha: string;
+  exposed: boolean;
+  description: string;
+  version: string | null;
+  model: string | null;
+  tags: string[];
+  card: Record<string, unknown> | null;
+}
+
+// Isolate cache of agent lookups by (org, name). The gateway resolves the agent on every
+// call; a short TTL bounds how long a just-synced change takes to show (5 s).
+const TTL_MS = 5_000;
+const MAX_ENTRIES = 10_000;
+const byName = new Map<string, { entry: AgentIndexEntry; expires: number }>();
+
+const columns = {
+  name: agents.name,
+  path: agents.path,
+  repositoryId: agents.repositoryId,
+  repositoryName: repositories.name,
+  isRoot: repositories.isRoot,
+  commitSha: agents.commitSha,
+  exposed: agents.exposed,
+  description: agents.description,
+  version: agents.version,
+  model: agents.model,
+  tags: agents.tags,
+  card: agents.card,
+};
+
+/**
+ * Finds the agent an external caller means by `name`: `Agent` (root repositories first,
+ * then any repository) or `repo-name/Agent`. Returns null when there is none.
+ */
+export async function findAgent(db: Db, scope: OrgScope, name: string): Promise<AgentIndexEntry | null> {
+  const key = `${scope.orgId}\u0000${name}`;
+  const now = Date.now();
+  const hit = byName.get(key);
+  if (hit && hit.expires > now) return hit.entry;
+
+  const slash = name.indexOf("/");
+  const repoName = slash > 0 ? name.slice(0, slash) : null;
+  const agentName = slash > 0 ? name.slice(slash + 1) : name;
+  const rows = await db
+    .select(columns)
+    .from(agents)
+    .innerJoin(repositories, eq(repositories.id, agents.repositoryId))
+    .where(
+      and(
+        eq(agents.orgId, scope.orgId),
+        eq(repositories.orgId, scope.orgId),
+        eq(agents.name, agentName),
+        ...(repoName ? [eq(repositories.name, repoName)] : []),
+      ),
+    )
+    .limit(20);
+  const entry = rows.sort((a, b) => Number(b.isRoot) - Number(a.isRoot) || a.repositoryName.localeCompare(b.repositoryName))[0] ?? null;
+  if (entry) {
+    if (byName.size >= MAX_ENTRIES) byName.clear();
+    byName.set(key, { entry, expires: now + TTL_MS });
+  }
+  return entry;
+}
+
+export async function listExposedAgents(db: Db, scope: OrgScope): Promise<AgentIndexEntry[]> {
+  return db
+    .select(columns)
+    .from(agents)
+    .innerJoin(repositories, eq(repositories.id, agents.repositoryId))
+    .where(and(eq(agents.orgId, scope.orgId), eq(repositories.orgId, scope.orgId), eq(agents.exposed, true)))
+    .orderBy(agents.name)
+    .limit(500);
+}
+
+export type AgentUpsert = Omit<AgentRow, "orgId" | "updatedAt">;
+
+/** Replaces a repository's agent index with `entries` (one D1 batch). */
+export async function replaceRepositoryAgents(db: Db, scope: OrgScope, repositoryId: string, entries: AgentUpsert[]): Promise<void> {
+  const names = entries.map((e) => e.name);
+  const scoped = and(eq(agents.orgId, scope.orgId), eq(agents.repositoryId, repositoryId));
+  // One JSON parameter instead of one per name: D1 allows 100 bound parameters a statement.
+  const stale = db
+    .delete(agents)
+    .where(and(scoped, sql`${agents.name} NOT IN (SELECT value FROM json_each(${JSON.stringify(names)}))`));
+  const upserts = entries.map((e) =>
+    db
+      .insert(agents)
+      .values({ ...e, orgId: scope.orgId, repositoryId })
+      .onConflictDoUpdate({
+        target: [agents.repositoryId, agents.name],
+        set: {
+          path: e.path,
+          commitSha: e.commitSha,
+          blobSha: e.blobSha,
+          exposed: e.exposed,
+          description: e.description,
+          version: e.version,
+          model: e.model,
+          tags: e.tags,
+          card: e.card,
+          updatedAt: Date.now(),
+        },
+      }),
+  );
+  await db.batch([stale, ...upserts]);
+  clearAgentLookupCache();
+}
+
+export async function agentsOfRepository(db: Db, scope: OrgScope, repositoryIds: string[]): Promise<AgentRow[]> {
+  if (!repositoryIds.length) return [];
+  return db.select().from(agents).where(and(eq(agents.orgId, scope.orgId), inArray(agents.repositoryId, repositoryIds)));
+}
+
+export function clearAgentLookupCache(): void {
+  byName.clear();
+}

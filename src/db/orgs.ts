@@ -1,0 +1,49 @@
+import { eq } from "drizzle-orm";
+import type { Db } from "./client";
+import { orgs } from "./schema";
+import { scopeOf, type OrgScope } from "./scope";
+
+const SLUG = /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/;
+
+export function isValidSlug(slug: string): boolean {
+  return SLUG.test(slug);
+}
+
+// Isolate cache: every request resolves its org by subdomain, and orgs change rarely.
+// Entries live 30 s (positive) or 2 s (negative), so a new or renamed org shows up quickly.
+const POSITIVE_TTL_MS = 30_000;
+const NEGATIVE_TTL_MS = 2_000;
+const MAX_ENTRIES = 10_000;
+const bySlug = new Map<string, { scope: OrgScope | null; expires: number }>();
+
+export async function orgBySlug(db: Db, slug: string): Promise<OrgScope | null> {
+  if (!isValidSlug(slug)) return null;
+  const now = Date.now();
+  const hit = bySlug.get(slug);
+  if (hit && hit.expires > now) return hit.scope;
+  const row = await db.query.orgs.findFirst({
+    columns: { id: true, slug: true, name: true },
+    where: eq(orgs.slug, slug),
+  });
+  const scope = row ? scopeOf(row) : null;
+  if (bySlug.size >= MAX_ENTRIES) bySlug.clear();
+  bySlug.set(slug, { scope, expires: now + (scope ? POSITIVE_TTL_MS : NEGATIVE_TTL_MS) });
+  return scope;
+}
+
+/** Creates an org (or returns the existing one with that slug). */
+export async function ensureOrg(db: Db, input: { slug: string; name: string; id?: string }): Promise<OrgScope> {
+  if (!isValidSlug(input.slug)) throw new Error(`invalid org slug: ${input.slug}`);
+  await db
+    .insert(orgs)
+    .values({ id: input.id ?? crypto.randomUUID(), slug: input.slug, name: input.name })
+    .onConflictDoNothing({ target: orgs.slug });
+  bySlug.delete(input.slug);
+  const scope = await orgBySlug(db, input.slug);
+  if (!scope) throw new Error(`org ${input.slug} could not be created`);
+  return scope;
+}
+
+export function clearOrgCache(): void {
+  bySlug.clear();
+}

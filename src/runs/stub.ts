@@ -1,0 +1,23 @@
+import type { RunEvent, RunInit, RunSnapshot, StepContext, StepResult } from "./types";
+
+/**
+ * The run object's RPC contract. `RunObject` implements it; callers get a stub typed by it
+ * (the generated stub type of a class whose values hold JSON recurses too deeply for tsc).
+ */
+export interface RunRpc {
+  start(init: RunInit, waitMs?: number): Promise<RunSnapshot>;
+  wait(orgId: string, waitMs: number): Promise<RunSnapshot | null>;
+  snapshot(orgId: string): Promise<RunSnapshot | null>;
+  events(orgId: string, after?: number, limit?: number): Promise<RunEvent[] | null>;
+  claimStep(orgId: string, stepId: string): Promise<StepContext | null>;
+  completeStep(orgId: string, stepId: string, result: StepResult): Promise<void>;
+  failStep(orgId: string, stepId: string, error: string, retrying: boolean): Promise<void>;
+  fetch(request: Request): Promise<Response>;
+}
+
+/** Run ids are UUIDs; anything else is not a run (and is answered like a missing one). */
+export const RUN_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
+export function runStub(env: Env, runId: string): RunRpc {
+  return env.RUNS.get(env.RUNS.idFromName(runId)) as unknown as RunRpc;
+}

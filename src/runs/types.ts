@@ -1,0 +1,109 @@
+/** Shapes shared by the gateway, the run Durable Object and the executor. */
+import type { AgentRef } from "../agents/snapshot";
+
+/** Any JSON value. Used instead of `unknown` so values can cross Durable Object RPC. */
+export type Json = string | number | boolean | null | Json[] | { [key: string]: Json };
+
+/** A message part as Shaman stores it, independent of the A2A protocol version. */
+export type StoredPart =
+  | { kind: "text"; text: string; mediaType?: string }
+  | { kind: "data"; data: Json; mediaType?: string }
+  | { kind: "file"; url?: string; raw?: string; mediaType?: string; filename?: string };
+
+export interface StoredMessage {
+  messageId: string;
+  role: "user" | "agent";
+  parts: StoredPart[];
+  metadata?: Record<string, Json>;
+}
+
+export type RunStatus = "submitted" | "working" | "input_required" | "completed" | "failed" | "canceled";
+export type StepStatus = "queued" | "running" | "completed" | "failed" | "canceled";
+
+export const TERMINAL_RUN_STATUSES: ReadonlySet<RunStatus> = new Set(["completed", "failed", "canceled"]);
+
+export interface RunInit {
+  runId: string;
+  orgId: string;
+  contextId: string;
+  agent: AgentRef;
+  /** The principal that started the run: kept for the audit of every internal step. */
+  initiatedBy: string | null;
+  message: StoredMessage;
+}
+
+export interface RunEvent {
+  seq: number;
+  type: RunEventType;
+  runId: string;
+  stepId: string | null;
+  /** ISO 8601 time the event was recorded. */
+  at: string;
+  data: Record<string, Json>;
+}
+
+export type RunEventType =
+  | "run.created"
+  | "step.queued"
+  | "step.started"
+  | "step.retrying"
+  | "step.completed"
+  | "step.failed"
+  | "run.completed"
+  | "run.failed";
+
+export interface StepView {
+  id: string;
+  parentId: string | null;
+  agent: string;
+  status: StepStatus;
+  depth: number;
+  attempts: number;
+  output: string | null;
+  error: string | null;
+  model: string | null;
+  createdAt: number;
+  updatedAt: number;
+}
+
+export interface RunSnapshot {
+  runId: string;
+  orgId: string;
+  contextId: string;
+  agent: AgentRef;
+  status: RunStatus;
+  message: StoredMessage;
+  output: string | null;
+  error: string | null;
+  createdAt: number;
+  updatedAt: number;
+  lastSeq: number;
+  steps: StepView[];
+}
+
+/** What the executor needs to run one step, handed out by the run object on claim. */
+export interface StepContext {
+  runId: string;
+  orgId: string;
+  stepId: string;
+  agent: AgentRef;
+  depth: number;
+  attempt: number;
+  input: StoredMessage;
+  initiatedBy: string | null;
+}
+
+export interface StepResult {
+  text: string;
+  model: string;
+  durationMs: number;
+  usage?: { inputTokens?: number | undefined; outputTokens?: number | undefined };
+}
+
+/** The queue message: a pointer to a step; the run object holds everything else. */
+export interface Job {
+  kind: "step";
+  runId: string;
+  orgId: string;
+  stepId: string;
+}

@@ -1,0 +1,43 @@
+/**
+ * The gateway: one Hono app. Org routes are served at `<org>.<domain>` (and, in local
+ * development only, under `/_org/<org>/`).
+ */
+import { Hono } from "hono";
+import { requestId } from "hono/request-id";
+import { a2aRoutes } from "../src/a2a/routes";
+import { devRoutes } from "../src/dev/seed";
+import { AppError, problemResponse } from "../src/errors";
+import type { AppEnv } from "../src/http/app-env";
+import { resolveOrg } from "../src/http/org";
+import { runRoutes } from "../src/runs/routes";
+
+export function createApp(): Hono<AppEnv> {
+  const app = new Hono<AppEnv>();
+
+  app.use(requestId({ headerName: "x-request-id" }));
+  app.use(async function principal(c, next) {
+    c.set("principal", null);
+    await next();
+  });
+
+  app.onError((err, c) => {
+    const rid = c.get("requestId") ?? "";
+    if (err instanceof AppError) return problemResponse(err, rid);
+    // Anything else is a bug or an outage: log it, answer without internals.
+    console.error(`request ${rid} failed:`, err instanceof Error ? (err.stack ?? err.message) : String(err));
+    return problemResponse(new AppError("INTERNAL", "internal error"), rid);
+  });
+  app.notFound((c) => problemResponse(new AppError("NOT_FOUND", "Not found"), c.get("requestId") ?? ""));
+
+  app.get("/healthz", (c) => c.json({ ok: true }));
+  app.route("/_dev", devRoutes);
+
+  const org = new Hono<AppEnv>();
+  org.use(resolveOrg());
+  org.route("/a2a", a2aRoutes);
+  org.route("/runs", runRoutes);
+
+  app.route("/_org/:org", org);
+  app.route("/", org);
+  return app;
+}

@@ -1,0 +1,15 @@
+/** Shaman's one Worker: fetch = gateway, queue = step executor, scheduled = repository sync. */
+import type { Job } from "../src/runs/types";
+import { handleJobs } from "./executor";
+import { createApp } from "./gateway";
+import { handleScheduled } from "./sync";
+
+export { RunObject } from "../durable-objects/run-object";
+
+const app = createApp();
+
+export default {
+  fetch: app.fetch,
+  queue: (batch, env) => handleJobs(batch, env),
+  scheduled: (controller, env, ctx) => ctx.waitUntil(handleScheduled(controller, env)),
+} satisfies ExportedHandler<Env, Job>;
