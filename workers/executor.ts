@@ -67,7 +67,8 @@ export async function runStep(ctx: StepContext, env: Env): Promise<StepResult> {
     messages: [toModelMessage(ctx.input)],
     ...(agent.frontmatter.temperature !== undefined ? { temperature: agent.frontmatter.temperature } : {}),
     ...(agent.frontmatter.maxTokens !== undefined ? { maxOutputTokens: agent.frontmatter.maxTokens } : {}),
-    maxRetries: 1,
+    // Retries go through the queue (with backoff), not inside one consumer invocation.
+    maxRetries: 0,
   });
   return {
     text: result.text,

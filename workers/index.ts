@@ -10,6 +10,6 @@ const app = createApp();
 
 export default {
   fetch: app.fetch,
-  queue: (batch, env) => handleJobs(batch, env),
+  queue: (batch, env, _ctx) => handleJobs(batch, env),
   scheduled: (controller, env, ctx) => ctx.waitUntil(handleScheduled(controller, env)),
 } satisfies ExportedHandler<Env, Job>;

@@ -1,0 +1,19 @@
+import type { D1Migration } from "cloudflare:test";
+
+declare global {
+  namespace Cloudflare {
+    interface Env {
+      TEST_MIGRATIONS: D1Migration[];
+      TEST_OPENAI_URL: string;
+    }
+  }
+}
+
+declare module "vitest" {
+  export interface ProvidedContext {
+    /** Base URL (…/v1) of the OpenAI-compatible test server. */
+    openaiUrl: string;
+    /** The demo agent repository, `{ path: content }`. */
+    exampleAgents: Record<string, string>;
+  }
+}

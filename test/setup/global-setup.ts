@@ -1,0 +1,28 @@
+import { readdirSync, readFileSync } from "node:fs";
+import { join, relative } from "node:path";
+import type { TestProject } from "vitest/node";
+import { startOpenAICompatible } from "../servers/openai-compatible";
+
+/** The demo agent repository as `{ path: content }`, for tests (workerd has no filesystem). */
+function readTree(root: string): Record<string, string> {
+  const files: Record<string, string> = {};
+  const walk = (dir: string) => {
+    for (const entry of readdirSync(dir, { withFileTypes: true })) {
+      const path = join(dir, entry.name);
+      if (entry.isDirectory()) walk(path);
+      else files[relative(root, path)] = readFileSync(path, "utf8");
+    }
+  };
+  walk(root);
+  return files;
+}
+
+// Runs in Node before the workerd pool starts: helper servers on 127.0.0.1.
+export default async function setup(project: TestProject) {
+  const openai = await startOpenAICompatible();
+  project.provide("openaiUrl", openai.url);
+  project.provide("exampleAgents", readTree("examples/agents"));
+  return async () => {
+    await openai.close();
+  };
+}
