@@ -1,0 +1,149 @@
+// Helpers shared by the local scripts (dev, demo, bench): start `wrangler dev`, seed the
+// demo org, talk HTTP with a Host header (Node's fetch cannot resolve *.localhost).
+import { spawn, spawnSync } from "node:child_process";
+import { readdirSync, readFileSync } from "node:fs";
+import { request } from "node:http";
+import { createServer } from "node:net";
+import { join, relative, resolve } from "node:path";
+
+export const ROOT = resolve(import.meta.dirname, "..");
+const WRANGLER = join(ROOT, "node_modules", ".bin", "wrangler");
+const QUIET_ENV = { ...process.env, CLOUDFLARE_CF_FETCH_ENABLED: "false", WRANGLER_SEND_METRICS: "false" };
+
+export function freePort() {
+  return new Promise((res, rej) => {
+    const srv = createServer();
+    srv.unref();
+    srv.on("error", rej);
+    srv.listen(0, "127.0.0.1", () => {
+      const { port } = srv.address();
+      srv.close(() => res(port));
+    });
+  });
+}
+
+export async function portIsFree(port) {
+  return new Promise((res) => {
+    const srv = createServer();
+    srv.once("error", () => res(false));
+    srv.listen(port, "127.0.0.1", () => srv.close(() => res(true)));
+  });
+}
+
+/** Applies the D1 migrations to the local database under `persistTo` (or wrangler's default). */
+export function migrateLocal(persistTo, config = "wrangler.toml") {
+  const args = ["d1", "migrations", "apply", "DB", "--local", "--config", config, ...(persistTo ? ["--persist-to", persistTo] : [])];
+  const r = spawnSync(WRANGLER, args, { cwd: ROOT, env: QUIET_ENV, encoding: "utf8" });
+  if (r.status !== 0) throw new Error(`wrangler d1 migrations apply failed:\n${r.stdout}\n${r.stderr}`);
+}
+
+/**
+ * Starts `wrangler dev` and resolves once /healthz answers. `stop()` ends the whole
+ * process group (wrangler starts workerd children).
+ */
+export async function startWrangler({ port, persistTo, config = "wrangler.toml", inherit = false, vars = {} }) {
+  const args = ["dev", "--config", config, "--port", String(port), "--ip", "127.0.0.1", "--show-interactive-dev-session=false"];
+  if (persistTo) args.push("--persist-to", persistTo);
+  for (const [k, v] of Object.entries(vars)) args.push("--var", `${k}:${v}`);
+  const child = spawn(WRANGLER, args, { cwd: ROOT, env: QUIET_ENV, detached: true, stdio: inherit ? "inherit" : ["ignore", "pipe", "pipe"] });
+  let log = "";
+  if (!inherit) {
+    child.stdout.on("data", (d) => (log += d));
+    child.stderr.on("data", (d) => (log += d));
+  }
+  let exited = false;
+  child.on("exit", () => (exited = true));
+  const stop = () =>
+    new Promise((res) => {
+      if (exited) return res();
+      child.once("exit", () => res());
+      try {
+        process.kill(-child.pid, "SIGTERM");
+      } catch {
+        res();
+      }
+      setTimeout(() => {
+        try {
+          process.kill(-child.pid, "SIGKILL");
+        } catch {}
+        res();
+      }, 5000).unref();
+    });
+  const deadline = Date.now() + 90_000;
+  for (;;) {
+    if (exited) throw new Error(`wrangler dev exited early:\n${log}`);
+    try {
+      const r = await http({ port, path: "/healthz" });
+      if (r.status === 200) break;
+    } catch {}
+    if (Date.now() > deadline) {
+      await stop();
+      throw new Error(`wrangler dev did not become ready:\n${log}`);
+    }
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  return { child, stop, log: () => log };
+}
+
+/** One HTTP request to 127.0.0.1:port with an explicit Host (so `acme.localhost` routing is real). */
+export function http({ port, path, method = "GET", host = "localhost", body, headers = {} }) {
+  return new Promise((resolvePromise, reject) => {
+    const data = body === undefined ? undefined : typeof body === "string" ? body : JSON.stringify(body);
+    const req = request(
+      {
+        host: "127.0.0.1",
+        port,
+        path,
+        method,
+        headers: {
+          host: `${host}:${port}`,
+          ...(data !== undefined ? { "content-type": "application/json", "content-length": Buffer.byteLength(data) } : {}),
+          ...headers,
+        },
+      },
+      (res) => {
+        let text = "";
+        res.setEncoding("utf8");
+        res.on("data", (c) => (text += c));
+        res.on("end", () => {
+          let json;
+          try {
+            json = JSON.parse(text);
+          } catch {}
+          resolvePromise({ status: res.statusCode, headers: res.headers, text, json });
+        });
+      },
+    );
+    req.on("error", reject);
+    if (data !== undefined) req.write(data);
+    req.end();
+  });
+}
+
+export function readTree(dir) {
+  const root = resolve(ROOT, dir);
+  const files = {};
+  const walk = (d) => {
+    for (const e of readdirSync(d, { withFileTypes: true })) {
+      const p = join(d, e.name);
+      if (e.isDirectory()) walk(p);
+      else files[relative(root, p).split("\\").join("/")] = readFileSync(p, "utf8");
+    }
+  };
+  walk(root);
+  return files;
+}
+
+export const DEMO_ORG = { slug: "acme", name: "Acme Corp" };
+
+/** Creates the demo org `acme` with the example agents as its root repository. */
+export async function seedDemo(port, slug = DEMO_ORG.slug) {
+  const r = await http({
+    port,
+    path: "/_dev/seed",
+    method: "POST",
+    body: { org: { slug, name: slug === DEMO_ORG.slug ? DEMO_ORG.name : slug }, repository: { name: "demo", isRoot: true }, files: readTree("examples/agents") },
+  });
+  if (r.status !== 200) throw new Error(`seeding the demo org failed: ${r.status} ${r.text}`);
+  return r.json;
+}
