@@ -7,8 +7,16 @@ import { createServer } from "node:net";
 import { join, relative, resolve } from "node:path";
 
 export const ROOT = resolve(import.meta.dirname, "..");
-const WRANGLER = join(ROOT, "node_modules", ".bin", "wrangler");
-const QUIET_ENV = { ...process.env, CLOUDFLARE_CF_FETCH_ENABLED: "false", WRANGLER_SEND_METRICS: "false" };
+// Run wrangler's JS entry with this very Node (22, from the `node` package under npm run),
+// not through the `.bin` shim, whose `env node` may find an older system Node.
+const WRANGLER_JS = join(ROOT, "node_modules", "wrangler", "bin", "wrangler.js");
+const wranglerArgs = (args) => [WRANGLER_JS, ...args];
+const QUIET_ENV = {
+  ...process.env,
+  PATH: `${join(ROOT, "node_modules", ".bin")}:${process.env.PATH ?? ""}`,
+  CLOUDFLARE_CF_FETCH_ENABLED: "false",
+  WRANGLER_SEND_METRICS: "false",
+};
 
 export function freePort() {
   return new Promise((res, rej) => {
@@ -33,7 +41,7 @@ export async function portIsFree(port) {
 /** Applies the D1 migrations to the local database under `persistTo` (or wrangler's default). */
 export function migrateLocal(persistTo, config = "wrangler.toml") {
   const args = ["d1", "migrations", "apply", "DB", "--local", "--config", config, ...(persistTo ? ["--persist-to", persistTo] : [])];
-  const r = spawnSync(WRANGLER, args, { cwd: ROOT, env: QUIET_ENV, encoding: "utf8" });
+  const r = spawnSync(process.execPath, wranglerArgs(args), { cwd: ROOT, env: QUIET_ENV, encoding: "utf8" });
   if (r.status !== 0) throw new Error(`wrangler d1 migrations apply failed:\n${r.stdout}\n${r.stderr}`);
 }
 
@@ -45,7 +53,7 @@ export async function startWrangler({ port, persistTo, config = "wrangler.toml",
   const args = ["dev", "--config", config, "--port", String(port), "--ip", "127.0.0.1", "--show-interactive-dev-session=false"];
   if (persistTo) args.push("--persist-to", persistTo);
   for (const [k, v] of Object.entries(vars)) args.push("--var", `${k}:${v}`);
-  const child = spawn(WRANGLER, args, { cwd: ROOT, env: QUIET_ENV, detached: true, stdio: inherit ? "inherit" : ["ignore", "pipe", "pipe"] });
+  const child = spawn(process.execPath, wranglerArgs(args), { cwd: ROOT, env: QUIET_ENV, detached: true, stdio: inherit ? "inherit" : ["ignore", "pipe", "pipe"] });
   let log = "";
   if (!inherit) {
     child.stdout.on("data", (d) => (log += d));
