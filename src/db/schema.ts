@@ -7,6 +7,10 @@ import { index, integer, primaryKey, sqliteTable, text, uniqueIndex } from "driz
 
 const now = sql`(unixepoch('subsec') * 1000)`;
 
+export interface OrgSettings {
+  rateLimits?: { perPrincipal?: number; perOrg?: number; windowSeconds?: number };
+}
+
 export const orgs = sqliteTable(
   "orgs",
   {
@@ -14,6 +18,8 @@ export const orgs = sqliteTable(
     /** Subdomain label: `acme` serves `acme.<domain>`. */
     slug: text("slug").notNull(),
     name: text("name").notNull(),
+    /** Per-org settings, e.g. `{ rateLimits: { perPrincipal, perOrg, windowSeconds } }`. */
+    settings: text("settings", { mode: "json" }).$type<OrgSettings>().notNull().default(sql`'{}'`),
     createdAt: integer("created_at").notNull().default(now),
     updatedAt: integer("updated_at").notNull().default(now),
   },
@@ -109,3 +115,166 @@ export type RepositoryRow = typeof repositories.$inferSelect;
 export type AgentRow = typeof agents.$inferSelect;
 export type RunRow = typeof runs.$inferSelect;
 export type RunStatus = RunRow["status"];
+
+// ---- identity, permissions, keys, audit, secrets (tenancy issue) ------------------------
+
+/** Users mirror identities of the identity provider (Kratos); orgs reach them through memberships. */
+export const users = sqliteTable(
+  "users",
+  {
+    id: text("id").primaryKey(),
+    identityProvider: text("identity_provider").notNull(),
+    identityProviderUserId: text("identity_provider_user_id").notNull(),
+    email: text("email"),
+    name: text("name"),
+    createdAt: integer("created_at").notNull().default(now),
+    updatedAt: integer("updated_at").notNull().default(now),
+  },
+  (t) => [uniqueIndex("users_identity_unique").on(t.identityProvider, t.identityProviderUserId)],
+);
+
+export const memberships = sqliteTable(
+  "memberships",
+  {
+    orgId: text("org_id")
+      .notNull()
+      .references(() => orgs.id, { onDelete: "cascade" }),
+    userId: text("user_id")
+      .notNull()
+      .references(() => users.id, { onDelete: "cascade" }),
+    createdAt: integer("created_at").notNull().default(now),
+  },
+  (t) => [primaryKey({ columns: [t.orgId, t.userId] }), index("memberships_user").on(t.userId)],
+);
+
+/** Roles of an org (defaults: owner, admin, developer, viewer). */
+export const roles = sqliteTable(
+  "roles",
+  {
+    id: text("id").primaryKey(),
+    orgId: text("org_id")
+      .notNull()
+      .references(() => orgs.id, { onDelete: "cascade" }),
+    name: text("name").notNull(),
+    description: text("description").notNull().default(""),
+    createdAt: integer("created_at").notNull().default(now),
+  },
+  (t) => [uniqueIndex("roles_org_name_unique").on(t.orgId, t.name)],
+);
+
+/**
+ * A permission: `action` on `resource` (a path such as `/agents/ProcessInvoice`; a trailing
+ * `*` covers a subtree; action `*` covers every action), granted to a user or a role.
+ */
+export const permissions = sqliteTable(
+  "permissions",
+  {
+    id: text("id").primaryKey(),
+    orgId: text("org_id")
+      .notNull()
+      .references(() => orgs.id, { onDelete: "cascade" }),
+    subjectType: text("subject_type", { enum: ["user", "role"] }).notNull(),
+    subjectId: text("subject_id").notNull(),
+    resource: text("resource").notNull(),
+    action: text("action").notNull(),
+    createdAt: integer("created_at").notNull().default(now),
+  },
+  (t) => [
+    uniqueIndex("permissions_grant_unique").on(t.orgId, t.subjectType, t.subjectId, t.resource, t.action),
+    index("permissions_subject").on(t.orgId, t.subjectType, t.subjectId),
+  ],
+);
+
+export const userRoles = sqliteTable(
+  "user_roles",
+  {
+    orgId: text("org_id")
+      .notNull()
+      .references(() => orgs.id, { onDelete: "cascade" }),
+    userId: text("user_id")
+      .notNull()
+      .references(() => users.id, { onDelete: "cascade" }),
+    roleId: text("role_id")
+      .notNull()
+      .references(() => roles.id, { onDelete: "cascade" }),
+    createdAt: integer("created_at").notNull().default(now),
+  },
+  (t) => [primaryKey({ columns: [t.orgId, t.userId, t.roleId] })],
+);
+
+/** API keys for machine clients: only a hash is stored; the prefix identifies the key. */
+export const apiKeys = sqliteTable(
+  "api_keys",
+  {
+    id: text("id").primaryKey(),
+    orgId: text("org_id")
+      .notNull()
+      .references(() => orgs.id, { onDelete: "cascade" }),
+    name: text("name").notNull(),
+    /** Visible part of the key (`shk_<prefix>_…`), unique, used to find the row. */
+    prefix: text("prefix").notNull(),
+    /** SHA-256 of the whole key, hex. */
+    hash: text("hash").notNull(),
+    /** Grants of the key itself: `[{ resource, action }]`. */
+    permissions: text("permissions", { mode: "json" }).$type<{ resource: string; action: string }[]>().notNull(),
+    createdBy: text("created_by"),
+    createdAt: integer("created_at").notNull().default(now),
+    expiresAt: integer("expires_at"),
+    revokedAt: integer("revoked_at"),
+    lastUsedAt: integer("last_used_at"),
+  },
+  (t) => [uniqueIndex("api_keys_prefix_unique").on(t.prefix), index("api_keys_org").on(t.orgId)],
+);
+
+/** Append-only audit trail. Summaries are redacted before they are written. */
+export const auditLog = sqliteTable(
+  "audit_log",
+  {
+    /** Time-ordered id (ms timestamp + random), the pagination cursor. */
+    id: text("id").primaryKey(),
+    orgId: text("org_id")
+      .notNull()
+      .references(() => orgs.id, { onDelete: "cascade" }),
+    at: integer("at").notNull(),
+    /** Who acted: `user:<id>`, `key:<id>`, `system`. */
+    actor: text("actor").notNull(),
+    /** The original user behind internal steps (agent calls, tools, model calls). */
+    userId: text("user_id"),
+    runId: text("run_id"),
+    stepId: text("step_id"),
+    action: text("action").notNull(),
+    resource: text("resource").notNull(),
+    outcome: text("outcome", { enum: ["success", "denied", "error"] }).notNull(),
+    durationMs: integer("duration_ms"),
+    requestId: text("request_id"),
+    summary: text("summary", { mode: "json" }).$type<Record<string, unknown>>(),
+  },
+  (t) => [
+    index("audit_org_id").on(t.orgId, t.id),
+    index("audit_org_action").on(t.orgId, t.action, t.id),
+    index("audit_org_run").on(t.orgId, t.runId, t.id),
+  ],
+);
+
+/** Org secrets, AES-GCM encrypted with a key from a Worker secret. Never readable through an API. */
+export const orgSecrets = sqliteTable(
+  "org_secrets",
+  {
+    orgId: text("org_id")
+      .notNull()
+      .references(() => orgs.id, { onDelete: "cascade" }),
+    name: text("name").notNull(),
+    /** base64(iv ‖ ciphertext ‖ tag) */
+    ciphertext: text("ciphertext").notNull(),
+    keyVersion: integer("key_version").notNull().default(1),
+    createdAt: integer("created_at").notNull().default(now),
+    updatedAt: integer("updated_at").notNull().default(now),
+  },
+  (t) => [primaryKey({ columns: [t.orgId, t.name] })],
+);
+
+export type UserRow = typeof users.$inferSelect;
+export type RoleRow = typeof roles.$inferSelect;
+export type PermissionRow = typeof permissions.$inferSelect;
+export type ApiKeyRow = typeof apiKeys.$inferSelect;
+export type AuditRow = typeof auditLog.$inferSelect;
