@@ -8,3 +8,18 @@ interface Env {
   /** Model for agents that name none, e.g. `openai:gpt-4o-mini` or `llama3.2`. */
   MODEL_DEFAULT?: string;
 }
+
+interface Env {
+  /** base64 of 32 random bytes: the master key for org secrets (AES-GCM). Secret; required in production. */
+  SHAMAN_SECRETS_KEY?: string;
+  /** Authorisation adapter: `builtin` (default, D1) or `permiso`. */
+  AUTHZ_PROVIDER?: string;
+  /** Permiso's base URL (GraphQL at `{PERMISO_URL}/graphql`) when AUTHZ_PROVIDER=permiso. */
+  PERMISO_URL?: string;
+  /** Permiso API key (Bearer). Secret. */
+  PERMISO_API_KEY?: string;
+  /** Ory Kratos public URL (`{KRATOS_URL}/sessions/whoami`). */
+  KRATOS_URL?: string;
+  /** Local development only: "true" accepts `Authorization: Bearer dev:<email>` as that user. */
+  SHAMAN_DEV_IDENTITY?: string;
+}

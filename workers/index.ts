@@ -4,6 +4,7 @@ import { handleJobs } from "./executor";
 import { createApp } from "./gateway";
 import { handleScheduled } from "./sync";
 
+export { RateLimiter } from "../durable-objects/rate-limiter";
 export { RunObject } from "../durable-objects/run-object";
 
 const app = createApp();
