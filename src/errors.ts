@@ -76,5 +76,6 @@ export function problemBody(err: AppError, requestId: string): ProblemBody {
 export function problemResponse(err: AppError, requestId: string, headers?: HeadersInit): Response {
   const h = new Headers(headers);
   h.set("content-type", "application/problem+json");
+  if (err.code === "UNAUTHORIZED" && !h.has("www-authenticate")) h.set("www-authenticate", 'Bearer realm="shaman"');
   return new Response(JSON.stringify(problemBody(err, requestId)), { status: err.status, headers: h });
 }

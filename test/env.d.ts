@@ -15,5 +15,7 @@ declare module "vitest" {
     openaiUrl: string;
     /** The demo agent repository, `{ path: content }`. */
     exampleAgents: Record<string, string>;
+    /** The Kratos-contract test server. */
+    kratosUrl: string;
   }
 }

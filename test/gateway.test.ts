@@ -4,7 +4,7 @@ import { env } from "cloudflare:workers";
 import type { Config } from "../src/config";
 import { createApp } from "../workers/gateway";
 import { orgLabelOf, orgSlugFor } from "../src/http/org";
-import { orgFetch, rpc, seedOrg, sendMessage, worker } from "./helpers";
+import { keyOf, orgFetch, rpc, seedOrg, sendMessage, worker } from "./helpers";
 
 const seeded = seedOrg("routing");
 
@@ -39,9 +39,10 @@ describe("subdomain routing", () => {
 
   it("accepts the local fallbacks (header and path prefix) in development", async () => {
     await seeded;
-    const viaHeader = await worker.fetch("http://localhost/a2a/agents", { headers: { "x-shaman-org": "routing" } });
+    const auth = { authorization: `Bearer ${keyOf("routing")}` };
+    const viaHeader = await worker.fetch("http://localhost/a2a/agents", { headers: { "x-shaman-org": "routing", ...auth } });
     expect(viaHeader.status).toBe(200);
-    const viaPath = await worker.fetch("http://localhost/_org/routing/a2a/agents");
+    const viaPath = await worker.fetch("http://localhost/_org/routing/a2a/agents", { headers: auth });
     expect(viaPath.status).toBe(200);
     const body = (await viaPath.json()) as any;
     expect(body.agents[0].url).toBe("http://localhost/_org/routing/a2a/agents/ProcessInvoice");

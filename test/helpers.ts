@@ -9,6 +9,9 @@ export function exampleAgents(): Record<string, string> {
 
 export interface SeedResult {
   org: { id: string; slug: string };
+  /** An owner API key of the org (grants `/*` `*`). */
+  apiKey: string;
+  ownerId: string;
   repository: { id: string; name: string };
   commit: string;
   agents: string[];
@@ -16,19 +19,46 @@ export interface SeedResult {
   warnings: { path: string; message: string; line?: number }[];
 }
 
-/** Creates an org with a repository snapshot through the local seed route. */
+export const BOOTSTRAP_TOKEN = "test-bootstrap-token";
+
+/** API keys of the orgs seeded in this isolate: `orgFetch` sends them unless told otherwise. */
+const orgKeys = new Map<string, string>();
+
+export async function bootstrapOrg(slug: string, ownerEmail = `owner@${slug}.test`) {
+  const res = await worker.fetch("http://localhost/_admin/bootstrap", {
+    method: "POST",
+    headers: { "content-type": "application/json", authorization: `Bearer ${BOOTSTRAP_TOKEN}` },
+    body: JSON.stringify({ org: { slug, name: `${slug} Inc.` }, owner: { email: ownerEmail, identityProvider: "dev" }, apiKey: { name: "tests" } }),
+  });
+  if (res.status !== 200) throw new Error(`bootstrap failed: ${res.status} ${await res.text()}`);
+  const body = (await res.json()) as { org: { id: string; slug: string }; owner: { id: string }; apiKey: { key: string } };
+  orgKeys.set(slug, body.apiKey.key);
+  return body;
+}
+
+/** Creates an org (owner, API key) with a repository snapshot through the local seed route. */
 export async function seedOrg(slug: string, files: Record<string, string> = exampleAgents(), repo = "demo"): Promise<SeedResult> {
+  const boot = await bootstrapOrg(slug);
   const res = await worker.fetch("http://localhost/_dev/seed", {
     method: "POST",
     headers: { "content-type": "application/json" },
     body: JSON.stringify({ org: { slug, name: `${slug} Inc.` }, repository: { name: repo, isRoot: true }, files }),
   });
   if (res.status !== 200) throw new Error(`seed failed: ${res.status} ${await res.text()}`);
-  return res.json();
+  return { ...((await res.json()) as Omit<SeedResult, "apiKey" | "ownerId">), apiKey: boot.apiKey.key, ownerId: boot.owner.id };
 }
 
-export function orgFetch(slug: string, path: string, init?: RequestInit): Promise<Response> {
-  return worker.fetch(`http://${slug}.localhost${path}`, init);
+/** A request to an org's subdomain, authenticated with the org's test API key unless `init` sets its own. */
+export function orgFetch(slug: string, path: string, init: RequestInit = {}): Promise<Response> {
+  const headers = new Headers(init.headers);
+  const key = orgKeys.get(slug);
+  const ownCredential = headers.has("authorization") || headers.has("x-session-token") || headers.has("cookie");
+  if (key && !ownCredential) headers.set("authorization", `Bearer ${key}`);
+  return worker.fetch(`http://${slug}.localhost${path}`, { ...init, headers });
+}
+
+export function keyOf(slug: string): string | undefined {
+  return orgKeys.get(slug);
 }
 
 export async function rpc(slug: string, agent: string, body: unknown, headers: Record<string, string> = { "A2A-Version": "1.0" }) {

@@ -23,3 +23,8 @@ interface Env {
   /** Local development only: "true" accepts `Authorization: Bearer dev:<email>` as that user. */
   SHAMAN_DEV_IDENTITY?: string;
 }
+
+interface Env {
+  /** Enables POST /_admin/bootstrap for callers presenting it as a Bearer token. Secret. */
+  SHAMAN_BOOTSTRAP_TOKEN?: string;
+}

@@ -5,6 +5,8 @@
 import { Hono } from "hono";
 import { requestId } from "hono/request-id";
 import { a2aRoutes } from "../src/a2a/routes";
+import { adminRoutes } from "../src/auth/bootstrap";
+import { authenticate } from "../src/auth/middleware";
 import { devRoutes } from "../src/dev/seed";
 import { AppError, problemResponse } from "../src/errors";
 import type { AppEnv } from "../src/http/app-env";
@@ -31,9 +33,12 @@ export function createApp(): Hono<AppEnv> {
 
   app.get("/healthz", (c) => c.json({ ok: true }));
   app.route("/_dev", devRoutes);
+  app.route("/_admin", adminRoutes);
 
+  // Every org route: org from the subdomain, then the caller, then the route's own check.
   const org = new Hono<AppEnv>();
   org.use(resolveOrg());
+  org.use(authenticate());
   org.route("/a2a", a2aRoutes);
   org.route("/runs", runRoutes);
 

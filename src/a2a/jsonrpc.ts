@@ -7,6 +7,8 @@ export const JSONRPC = {
   METHOD_NOT_FOUND: -32601,
   INVALID_PARAMS: -32602,
   INTERNAL_ERROR: -32603,
+  /** Implementation-defined server error: Shaman uses it, with HTTP 403, for "not allowed". */
+  SERVER_ERROR: -32000,
   // A2A v1.0 (spec §5.4 / JSON-RPC binding)
   TASK_NOT_FOUND: -32001,
   TASK_NOT_CANCELABLE: -32002,

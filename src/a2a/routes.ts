@@ -7,6 +7,7 @@
  */
 import { Hono, type Context } from "hono";
 import { z } from "zod";
+import { authorize, isAllowed } from "../auth/authorize";
 import { findAgent, listExposedAgents, type AgentIndexEntry } from "../db/agents";
 import { db } from "../db/client";
 import { insertRun } from "../db/runs";
@@ -51,7 +52,9 @@ export const a2aRoutes = new Hono<AppEnv>();
 a2aRoutes.get("/agents", async (c) => {
   const org = c.get("org");
   const base = baseUrl(c);
-  const agents = await listExposedAgents(db(c.env), org);
+  const all = await listExposedAgents(db(c.env), org);
+  const visible = await Promise.all(all.map((a) => isAllowed(c, `/agents/${qualifiedName(a)}`, "read")));
+  const agents = all.filter((_, i) => visible[i]);
   return c.json({
     agents: agents.map((a) => ({
       name: qualifiedName(a),
@@ -85,6 +88,7 @@ async function exposedAgent(c: Context<AppEnv>, name: string): Promise<AgentInde
 async function agentCard(c: Context<AppEnv>, name: string) {
   const agent = await exposedAgent(c, name);
   if (!agent) return c.json(notFoundProblem(c, "Agent"), 404, { "content-type": "application/problem+json" });
+  await authorize(c, `/agents/${qualifiedName(agent)}`, "read");
   const url = `${baseUrl(c)}/a2a/agents/${qualifiedName(agent)}`;
   const extra = agent.card ?? {};
   const card = {
@@ -141,6 +145,9 @@ async function jsonRpc(c: Context<AppEnv>, name: string): Promise<Response> {
 
   const agent = await exposedAgent(c, name);
   if (!agent) return rpcJson(c, id, new JsonRpcError(JSONRPC.METHOD_NOT_FOUND, `No agent named '${name}' is available here`, undefined, 404));
+  if (!(await isAllowed(c, `/agents/${qualifiedName(agent)}`, "execute"))) {
+    return rpcJson(c, id, new JsonRpcError(JSONRPC.SERVER_ERROR, `Forbidden: not allowed to execute ${qualifiedName(agent)}`, undefined, 403));
+  }
 
   if (Array.isArray(body)) return rpcJson(c, null, new JsonRpcError(JSONRPC.INVALID_REQUEST, "batch requests are not supported"));
   const envelope = JsonRpcRequest.safeParse(body);

@@ -1,6 +1,6 @@
-import { eq } from "drizzle-orm";
+import { eq, sql } from "drizzle-orm";
 import type { Db } from "./client";
-import { orgs } from "./schema";
+import { orgs, type OrgSettings } from "./schema";
 import { scopeOf, type OrgScope } from "./scope";
 
 const SLUG = /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/;
@@ -22,7 +22,7 @@ export async function orgBySlug(db: Db, slug: string): Promise<OrgScope | null> 
   const hit = bySlug.get(slug);
   if (hit && hit.expires > now) return hit.scope;
   const row = await db.query.orgs.findFirst({
-    columns: { id: true, slug: true, name: true },
+    columns: { id: true, slug: true, name: true, settings: true },
     where: eq(orgs.slug, slug),
   });
   const scope = row ? scopeOf(row) : null;
@@ -42,6 +42,22 @@ export async function ensureOrg(db: Db, input: { slug: string; name: string; id?
   const scope = await orgBySlug(db, input.slug);
   if (!scope) throw new Error(`org ${input.slug} could not be created`);
   return scope;
+}
+
+/**
+ * Sets (or, with null, removes) the org's rate limits. `json_set` edits only that key, so a
+ * concurrent change to another setting is not lost. Other isolates see it within the cache TTL.
+ */
+export async function setOrgRateLimits(db: Db, scope: OrgScope, limits: NonNullable<OrgSettings["rateLimits"]> | null): Promise<void> {
+  const settings =
+    limits === null
+      ? sql`json_remove(${orgs.settings}, '$.rateLimits')`
+      : sql`json_set(${orgs.settings}, '$.rateLimits', json(${JSON.stringify(limits)}))`;
+  await db
+    .update(orgs)
+    .set({ settings, updatedAt: sql`(unixepoch('subsec') * 1000)` })
+    .where(eq(orgs.id, scope.orgId));
+  bySlug.delete(scope.slug);
 }
 
 export function clearOrgCache(): void {

@@ -3,7 +3,7 @@
  * read from D1 (`scopeOf`), so a query can never run "for no org" or for an id typed in
  * by a caller: the type system carries the tenancy boundary.
  */
-import type { OrgRow } from "./schema";
+import type { OrgRow, OrgSettings } from "./schema";
 
 declare const orgScopeBrand: unique symbol;
 
@@ -11,9 +11,11 @@ export interface OrgScope {
   readonly orgId: string;
   readonly slug: string;
   readonly name: string;
+  /** The org's settings as read with the scope (so per-request policy needs no extra query). */
+  readonly settings: OrgSettings;
   readonly [orgScopeBrand]: true;
 }
 
-export function scopeOf(org: Pick<OrgRow, "id" | "slug" | "name">): OrgScope {
-  return { orgId: org.id, slug: org.slug, name: org.name } as OrgScope;
+export function scopeOf(org: Pick<OrgRow, "id" | "slug" | "name"> & { settings?: OrgSettings | null }): OrgScope {
+  return { orgId: org.id, slug: org.slug, name: org.name, settings: org.settings ?? {} } as OrgScope;
 }

@@ -1,3 +1,4 @@
+import type { Principal } from "../auth/principal";
 import type { OrgScope } from "../db/scope";
 
 /** The Hono environment shared by every route. */
@@ -7,7 +8,9 @@ export type AppEnv = {
     requestId: string;
     /** Set by the org resolver on every org-scoped route. */
     org: OrgScope;
-    /** The authenticated principal (user or API key id); null until authentication lands. */
+    /** The authenticated principal's id (`user:<id>` / `key:<id>`); null on public routes. */
     principal: string | null;
+    /** The authenticated principal, set by `authenticate()`. */
+    auth: Principal;
   };
 };

@@ -7,6 +7,7 @@
  */
 import { Hono } from "hono";
 import { ORG_HEADER } from "../../durable-objects/run-object";
+import { authorize } from "../auth/authorize";
 import { AppError } from "../errors";
 import type { AppEnv } from "../http/app-env";
 import { RUN_ID, runStub } from "./stub";
@@ -24,6 +25,7 @@ function afterParam(value: string | undefined): number {
 runRoutes.get("/:runId", async (c) => {
   const runId = c.req.param("runId");
   if (!RUN_ID.test(runId)) throw runNotFound();
+  await authorize(c, `/runs/${runId}`, "read");
   const snapshot = await runStub(c.env, runId).snapshot(c.get("org").orgId);
   if (!snapshot) throw runNotFound();
   const { orgId: _orgId, ...run } = snapshot;
@@ -34,6 +36,7 @@ runRoutes.get("/:runId/events", async (c) => {
   const runId = c.req.param("runId");
   if (!RUN_ID.test(runId)) throw runNotFound();
   const after = afterParam(c.req.query("after"));
+  await authorize(c, `/runs/${runId}`, "read");
   const limit = Math.min(500, Math.max(1, Number(c.req.query("limit") ?? "500") || 500));
   const events = await runStub(c.env, runId).events(c.get("org").orgId, after, limit);
   if (!events) throw runNotFound();
@@ -44,6 +47,7 @@ runRoutes.get("/:runId/ws", async (c) => {
   const runId = c.req.param("runId");
   if (!RUN_ID.test(runId)) throw runNotFound();
   afterParam(c.req.query("after"));
+  await authorize(c, `/runs/${runId}`, "read");
   if (c.req.header("upgrade")?.toLowerCase() !== "websocket") {
     throw new AppError("BAD_REQUEST", "expected a WebSocket upgrade (Upgrade: websocket)");
   }

@@ -1,6 +1,7 @@
 import { readdirSync, readFileSync } from "node:fs";
 import { join, relative } from "node:path";
 import type { TestProject } from "vitest/node";
+import { startKratos } from "../servers/kratos";
 import { startOpenAICompatible } from "../servers/openai-compatible";
 
 /** The demo agent repository as `{ path: content }`, for tests (workerd has no filesystem). */
@@ -22,7 +23,10 @@ export default async function setup(project: TestProject) {
   const openai = await startOpenAICompatible();
   project.provide("openaiUrl", openai.url);
   project.provide("exampleAgents", readTree("examples/agents"));
+  const kratos = await startKratos();
+  project.provide("kratosUrl", kratos.url);
   return async () => {
     await openai.close();
+    await kratos.close();
   };
 }

@@ -1,0 +1,120 @@
+/**
+ * API keys for machine clients: `shk_<prefix>_<secret>`. Shown once at creation; stored as
+ * a SHA-256 hash with the visible prefix; revocable; expiring; last use recorded.
+ */
+import { and, desc, eq, isNull } from "drizzle-orm";
+import type { Db } from "../db/client";
+import { apiKeys, type ApiKeyRow } from "../db/schema";
+import type { OrgScope } from "../db/scope";
+import type { Grant } from "./principal";
+
+const ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+const KEY_FORMAT = /^shk_([A-Za-z0-9]{12})_([A-Za-z0-9]{40})$/;
+
+function randomString(length: number): string {
+  const bytes = crypto.getRandomValues(new Uint8Array(length));
+  let out = "";
+  // 256 % 62 bias is negligible for 40 chars of a 238-bit secret; fine for identifiers.
+  for (const b of bytes) out += ALPHABET[b % ALPHABET.length];
+  return out;
+}
+
+export async function sha256Hex(text: string): Promise<string> {
+  const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text));
+  return [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+function timingSafeEqualHex(a: string, b: string): boolean {
+  if (a.length !== b.length) return false;
+  let diff = 0;
+  for (let i = 0; i < a.length; i++) diff |= a.charCodeAt(i) ^ b.charCodeAt(i);
+  return diff === 0;
+}
+
+export function looksLikeApiKey(token: string): boolean {
+  return token.startsWith("shk_");
+}
+
+export type ApiKeyView = Omit<ApiKeyRow, "hash" | "orgId">;
+
+export interface CreatedApiKey extends ApiKeyView {
+  /** The full key: returned once, never stored. */
+  key: string;
+}
+
+export async function createApiKey(
+  db: Db,
+  scope: OrgScope,
+  input: { name: string; permissions: Grant[]; expiresAt?: number | null; createdBy?: string | null },
+): Promise<CreatedApiKey> {
+  const prefix = randomString(12);
+  const key = `shk_${prefix}_${randomString(40)}`;
+  const row = {
+    id: crypto.randomUUID(),
+    orgId: scope.orgId,
+    name: input.name,
+    prefix,
+    hash: await sha256Hex(key),
+    permissions: input.permissions,
+    createdBy: input.createdBy ?? null,
+    createdAt: Date.now(),
+    expiresAt: input.expiresAt ?? null,
+    revokedAt: null,
+    lastUsedAt: null,
+  };
+  await db.insert(apiKeys).values(row);
+  const { hash: _hash, orgId: _org, ...view } = row;
+  return { ...view, key };
+}
+
+export async function listApiKeys(db: Db, scope: OrgScope): Promise<ApiKeyView[]> {
+  const rows = await db.select().from(apiKeys).where(eq(apiKeys.orgId, scope.orgId)).orderBy(desc(apiKeys.createdAt));
+  return rows.map(({ hash: _hash, orgId: _org, ...view }) => view);
+}
+
+export async function revokeApiKey(db: Db, scope: OrgScope, id: string): Promise<boolean> {
+  const res = await db
+    .update(apiKeys)
+    .set({ revokedAt: Date.now() })
+    .where(and(eq(apiKeys.orgId, scope.orgId), eq(apiKeys.id, id), isNull(apiKeys.revokedAt)))
+    .returning({ id: apiKeys.id });
+  verified.clear();
+  return res.length > 0;
+}
+
+// Isolate cache of verified keys by hash: a warm gateway verifies a key without D1. A
+// revocation elsewhere takes effect here within TTL_MS; here, at once.
+const TTL_MS = 30_000;
+const verified = new Map<string, { row: ApiKeyRow; expires: number }>();
+const LAST_USED_RESOLUTION_MS = 60_000;
+
+/**
+ * The key's row if `token` is a valid, unexpired, unrevoked key of `scope`'s org; null
+ * otherwise (a key of another org is as invalid as a forged one). `touch` records the
+ * use (at most once a minute per key).
+ */
+export async function verifyApiKey(db: Db, scope: OrgScope, token: string, touch?: (p: Promise<unknown>) => void): Promise<ApiKeyRow | null> {
+  const m = KEY_FORMAT.exec(token);
+  if (!m) return null;
+  const hash = await sha256Hex(token);
+  const now = Date.now();
+  let row = verified.get(hash);
+  let key = row && row.expires > now ? row.row : null;
+  if (!key) {
+    const found = await db.query.apiKeys.findFirst({ where: eq(apiKeys.prefix, m[1] ?? "") });
+    if (!found || !timingSafeEqualHex(found.hash, hash)) return null;
+    key = found;
+    if (verified.size > 10_000) verified.clear();
+    verified.set(hash, { row: key, expires: now + TTL_MS });
+  }
+  if (key.orgId !== scope.orgId || key.revokedAt !== null || (key.expiresAt !== null && key.expiresAt <= now)) return null;
+  if (touch && (key.lastUsedAt === null || now - key.lastUsedAt > LAST_USED_RESOLUTION_MS)) {
+    key.lastUsedAt = now;
+    touch(db.update(apiKeys).set({ lastUsedAt: now }).where(and(eq(apiKeys.orgId, scope.orgId), eq(apiKeys.id, key.id))));
+  }
+  return key;
+}
+
+export function clearApiKeyCache(): void {
+  verified.clear();
+}

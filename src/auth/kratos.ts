@@ -1,0 +1,89 @@
+/**
+ * Ory Kratos sessions through `@ory/client` (`FrontendApi.toSession`): a session token
+ * (`Authorization: Bearer` or `X-Session-Token`) or the browser's session cookie. Positive
+ * answers are cached briefly, never beyond the session's expiry; an unreachable Kratos is
+ * a 503, never a pass.
+ */
+import { Configuration, FrontendApi, type Session } from "@ory/client";
+import { AppError } from "../errors";
+
+export type KratosCredential = { sessionToken: string } | { cookie: string };
+
+export interface KratosIdentity {
+  identityId: string;
+  email: string | null;
+  name: string | null;
+  sessionId: string;
+  expiresAt: number | null;
+}
+
+const POSITIVE_TTL_MS = 60_000;
+const TIMEOUT_MS = 3_000;
+
+// Isolate caches: one client per Kratos URL; verified sessions by credential hash.
+const clients = new Map<string, FrontendApi>();
+const sessions = new Map<string, { identity: KratosIdentity; expires: number }>();
+
+function client(url: string): FrontendApi {
+  let api = clients.get(url);
+  if (!api) {
+    api = new FrontendApi(new Configuration({ basePath: url.replace(/\/+$/, ""), baseOptions: { adapter: "fetch", timeout: TIMEOUT_MS } }));
+    clients.set(url, api);
+  }
+  return api;
+}
+
+async function cacheKey(url: string, cred: KratosCredential): Promise<string> {
+  const raw = "sessionToken" in cred ? `t\u0000${cred.sessionToken}` : `c\u0000${cred.cookie}`;
+  const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(`${url}\u0000${raw}`));
+  return [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+function identityOf(session: Session): KratosIdentity | null {
+  if (!session.active || !session.identity) return null;
+  const traits = (session.identity.traits ?? {}) as Record<string, unknown>;
+  const email = typeof traits.email === "string" ? traits.email : null;
+  const nameTrait = traits.name;
+  const name =
+    typeof nameTrait === "string"
+      ? nameTrait
+      : nameTrait && typeof nameTrait === "object"
+        ? [(nameTrait as Record<string, unknown>).first, (nameTrait as Record<string, unknown>).last].filter((v) => typeof v === "string").join(" ") || null
+        : null;
+  const expiresAt = session.expires_at ? Date.parse(session.expires_at) : null;
+  if (expiresAt !== null && Number.isFinite(expiresAt) && expiresAt <= Date.now()) return null;
+  return { identityId: session.identity.id, email, name, sessionId: session.id, expiresAt: Number.isFinite(expiresAt) ? expiresAt : null };
+}
+
+/** The identity behind a Kratos credential; null when Kratos says there is no valid session. */
+export async function kratosIdentity(url: string | undefined, cred: KratosCredential): Promise<KratosIdentity | null> {
+  if (!url) return null; // Kratos not configured: session credentials cannot be valid
+  const key = await cacheKey(url, cred);
+  const now = Date.now();
+  const hit = sessions.get(key);
+  if (hit && hit.expires > now) return hit.identity;
+  let session: Session;
+  try {
+    const res =
+      "sessionToken" in cred
+        ? await client(url).toSession({ xSessionToken: cred.sessionToken })
+        : await client(url).toSession({ cookie: cred.cookie });
+    session = res.data;
+  } catch (err) {
+    // @ory/client rejects with an axios error carrying the HTTP response, if there was one.
+    const status = (err as { response?: { status?: number } } | null)?.response?.status;
+    if (status === 401) return null;
+    if (status === 403) throw new AppError("FORBIDDEN", "a higher authentication assurance level (second factor) is required");
+    throw new AppError("UNAVAILABLE", "the identity service is unavailable; try again");
+  }
+  const identity = identityOf(session);
+  if (!identity) return null;
+  if (sessions.size > 10_000) sessions.clear();
+  const expires = Math.min(now + POSITIVE_TTL_MS, identity.expiresAt ?? Number.POSITIVE_INFINITY);
+  sessions.set(key, { identity, expires });
+  return identity;
+}
+
+export function clearKratosCache(): void {
+  sessions.clear();
+}

@@ -1,0 +1,14 @@
+/** Who is calling. The user's credential never leaves the gateway; only this does. */
+export interface Grant {
+  resource: string;
+  action: string;
+}
+
+export type Principal =
+  | { kind: "user"; id: string; userId: string; email: string | null; via: "kratos" | "dev" }
+  | { kind: "apiKey"; id: string; keyId: string; name: string; grants: Grant[]; createdBy: string | null };
+
+/** The id recorded in audit rows and used for rate limits: `user:<id>` or `key:<id>`. */
+export function principalId(p: Principal): string {
+  return p.kind === "user" ? `user:${p.userId}` : `key:${p.keyId}`;
+}
