@@ -14,6 +14,7 @@ export default defineConfig(async () => {
           bindings: {
             TEST_MIGRATIONS: migrations,
             TEST_OPENAI_URL: inject<string>("openaiUrl"),
+            TEST_PERMISO_URL: inject<string>("permisoUrl"),
             KRATOS_URL: inject<string>("kratosUrl"),
             SHAMAN_BOOTSTRAP_TOKEN: "test-bootstrap-token",
             SHAMAN_DEV_IDENTITY: "true",

@@ -45,8 +45,10 @@ async function main() {
   const sdkPort = await freePort();
   const sdk = await startWrangler({ port: sdkPort, config: "bench/agents-sdk/wrangler.toml", persistTo: join(persistTo, "agents-sdk") });
   try {
-    await seedDemo(shamanPort);
-    const card = { port: shamanPort, host: "acme.localhost", path: "/a2a/agents/ProcessInvoice/.well-known/agent-card.json" };
+    const { apiKey } = await seedDemo(shamanPort);
+    const auth = { authorization: `Bearer ${apiKey}` };
+    // authenticated with an API key: org by subdomain, key check, authorisation, cached D1 lookups
+    const card = { port: shamanPort, host: "acme.localhost", path: "/a2a/agents/ProcessInvoice/.well-known/agent-card.json", headers: auth };
     const check = await http(card);
     if (check.status !== 200) throw new Error(`agent card answered ${check.status}`);
 
@@ -73,7 +75,7 @@ async function main() {
       host: "acme.localhost",
       path: "/a2a/agents/Summarize",
       method: "POST",
-      headers: { "a2a-version": "1.0" },
+      headers: { "a2a-version": "1.0", ...auth },
       connections: SEND_CONNECTIONS,
       body: {
         jsonrpc: "2.0",

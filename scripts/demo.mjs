@@ -31,9 +31,11 @@ async function main() {
     step(`Seeding the demo org '${org}' from examples/agents`);
     const seeded = await seedDemo(port);
     console.log(`  repository ${seeded.repository.name} @ ${seeded.commit.slice(0, 12)}: agents ${seeded.agents.join(", ")}`);
+    const auth = { authorization: `Bearer ${seeded.apiKey}` };
+    console.log(`  owner API key ${seeded.apiKey.slice(0, 17)}… (shown once; every call below is authenticated with it)`);
 
     step(`Agent card: GET http://${org}.localhost:${port}/a2a/agents/${agent}/.well-known/agent-card.json`);
-    const card = await http({ port, host: `${org}.localhost`, path: `/a2a/agents/${agent}/.well-known/agent-card.json` });
+    const card = await http({ port, host: `${org}.localhost`, path: `/a2a/agents/${agent}/.well-known/agent-card.json`, headers: auth });
     console.log(`  ${card.json.name} v${card.json.version}: ${card.json.description}`);
 
     step(`A2A SendMessage → POST http://${org}.localhost:${port}/a2a/agents/${agent}`);
@@ -42,7 +44,7 @@ async function main() {
       host: `${org}.localhost`,
       path: `/a2a/agents/${agent}`,
       method: "POST",
-      headers: { "A2A-Version": "1.0" },
+      headers: { "A2A-Version": "1.0", ...auth },
       body: {
         jsonrpc: "2.0",
         id: 1,
@@ -61,7 +63,7 @@ async function main() {
     const wsUrl = `ws://127.0.0.1:${port}/_org/${org}/runs/${task.id}/ws?after=0`;
     step(`Streaming the run's events: ${wsUrl}`);
     await new Promise((resolve, reject) => {
-      const ws = new WebSocket(wsUrl);
+      const ws = new WebSocket(wsUrl, { headers: auth });
       const timer = setTimeout(() => reject(new Error("the run did not finish within 60 s")), 60_000);
       ws.onmessage = (e) => {
         const ev = JSON.parse(e.data);
@@ -86,7 +88,7 @@ async function main() {
       host: `${org}.localhost`,
       path: `/a2a/agents/${agent}`,
       method: "POST",
-      headers: { "A2A-Version": "1.0" },
+      headers: { "A2A-Version": "1.0", ...auth },
       body: { jsonrpc: "2.0", id: 2, method: "GetTask", params: { id: task.id } },
     });
     const final = got.json?.result;

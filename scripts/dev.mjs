@@ -12,8 +12,10 @@ const server = await startWrangler({ port, inherit: true });
 const seeded = await seedDemo(port);
 const base = `http://${DEMO_ORG.slug}.localhost:${port}`;
 console.log(`\nShaman is running. Demo org '${DEMO_ORG.slug}': agents ${seeded.agents.join(", ")}
-  agents:  curl ${base}/a2a/agents
-  call:    curl -s ${base}/a2a/agents/ProcessInvoice -H 'A2A-Version: 1.0' -H 'content-type: application/json' \\
+  owner API key (shown once):  ${seeded.apiKey}
+  or, locally, as the owner:   Authorization: Bearer dev:${DEMO_ORG.owner}
+  agents:  curl ${base}/a2a/agents -H 'Authorization: Bearer dev:${DEMO_ORG.owner}'
+  call:    curl -s ${base}/a2a/agents/ProcessInvoice -H 'Authorization: Bearer dev:${DEMO_ORG.owner}' -H 'A2A-Version: 1.0' -H 'content-type: application/json' \\
              -d '{"jsonrpc":"2.0","id":1,"method":"SendMessage","params":{"message":{"messageId":"m1","role":"ROLE_USER","parts":[{"text":"Invoice 7 from Globex, total 120 EUR"}]}}}'
   events:  curl ${base}/runs/<taskId>/events   (WebSocket: ${base.replace("http", "ws")}/runs/<taskId>/ws?after=0)
 Press Ctrl-C to stop.`);

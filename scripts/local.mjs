@@ -52,7 +52,7 @@ export function migrateLocal(persistTo, config = "wrangler.toml") {
 export async function startWrangler({ port, persistTo, config = "wrangler.toml", inherit = false, vars = {} }) {
   const args = ["dev", "--config", config, "--port", String(port), "--ip", "127.0.0.1", "--show-interactive-dev-session=false"];
   if (persistTo) args.push("--persist-to", persistTo);
-  for (const [k, v] of Object.entries(vars)) args.push("--var", `${k}:${v}`);
+  for (const [k, v] of Object.entries({ SHAMAN_BOOTSTRAP_TOKEN: LOCAL_BOOTSTRAP_TOKEN, ...vars })) args.push("--var", `${k}:${v}`);
   const child = spawn(process.execPath, wranglerArgs(args), { cwd: ROOT, env: QUIET_ENV, detached: true, stdio: inherit ? "inherit" : ["ignore", "pipe", "pipe"] });
   let log = "";
   if (!inherit) {
@@ -142,10 +142,25 @@ export function readTree(dir) {
   return files;
 }
 
-export const DEMO_ORG = { slug: "acme", name: "Acme Corp" };
+export const DEMO_ORG = { slug: "acme", name: "Acme Corp", owner: "owner@acme.test" };
 
-/** Creates the demo org `acme` with the example agents as its root repository. */
+/** A bootstrap token for a local wrangler this script starts (`--var SHAMAN_BOOTSTRAP_TOKEN:…`). */
+export const LOCAL_BOOTSTRAP_TOKEN = `local-${crypto.randomUUID()}`;
+
+/**
+ * Creates the demo org `acme` (owner `owner@acme.test`, reachable locally as
+ * `Bearer dev:owner@acme.test`, and an owner API key) with the example agents as its root
+ * repository. Returns the API key.
+ */
 export async function seedDemo(port, slug = DEMO_ORG.slug) {
+  const boot = await http({
+    port,
+    path: "/_admin/bootstrap",
+    method: "POST",
+    headers: { authorization: `Bearer ${LOCAL_BOOTSTRAP_TOKEN}` },
+    body: { org: { slug, name: slug === DEMO_ORG.slug ? DEMO_ORG.name : slug }, owner: { email: `owner@${slug}.test`, identityProvider: "dev" }, apiKey: { name: "local demo" } },
+  });
+  if (boot.status !== 200) throw new Error(`bootstrapping the demo org failed: ${boot.status} ${boot.text}`);
   const r = await http({
     port,
     path: "/_dev/seed",
@@ -153,5 +168,5 @@ export async function seedDemo(port, slug = DEMO_ORG.slug) {
     body: { org: { slug, name: slug === DEMO_ORG.slug ? DEMO_ORG.name : slug }, repository: { name: "demo", isRoot: true }, files: readTree("examples/agents") },
   });
   if (r.status !== 200) throw new Error(`seeding the demo org failed: ${r.status} ${r.text}`);
-  return r.json;
+  return { ...r.json, apiKey: boot.json.apiKey.key };
 }

@@ -5,6 +5,7 @@ declare global {
     interface Env {
       TEST_MIGRATIONS: D1Migration[];
       TEST_OPENAI_URL: string;
+      TEST_PERMISO_URL: string;
     }
   }
 }
@@ -13,6 +14,8 @@ declare module "vitest" {
   export interface ProvidedContext {
     /** Base URL (…/v1) of the OpenAI-compatible test server. */
     openaiUrl: string;
+    /** Base URL of the fake Permiso (GraphQL at …/graphql, API key "permiso-test-key"). */
+    permisoUrl: string;
     /** The demo agent repository, `{ path: content }`. */
     exampleAgents: Record<string, string>;
     /** The Kratos-contract test server. */

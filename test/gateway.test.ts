@@ -18,6 +18,9 @@ describe("subdomain routing", () => {
     await seeded;
     const res = await orgFetch("routing", "/a2a/agents");
     expect(res.status).toBe(200);
+    // org routes are rate limited per caller and per org (src/http/rate-limit.ts)
+    expect(res.headers.get("ratelimit-limit")).toBe("600");
+    expect(Number(res.headers.get("ratelimit-remaining"))).toBeLessThan(600);
     const body = (await res.json()) as any;
     expect(body.agents.map((a: any) => a.name)).toEqual(["ProcessInvoice", "Summarize"]);
     expect(body.agents[0].url).toBe("http://routing.localhost/a2a/agents/ProcessInvoice");

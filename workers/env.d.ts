@@ -20,8 +20,6 @@ interface Env {
   PERMISO_API_KEY?: string;
   /** Ory Kratos public URL (`{KRATOS_URL}/sessions/whoami`). */
   KRATOS_URL?: string;
-  /** Local development only: "true" accepts `Authorization: Bearer dev:<email>` as that user. */
-  SHAMAN_DEV_IDENTITY?: string;
 }
 
 interface Env {

@@ -11,6 +11,7 @@ import { devRoutes } from "../src/dev/seed";
 import { AppError, problemResponse } from "../src/errors";
 import type { AppEnv } from "../src/http/app-env";
 import { resolveOrg } from "../src/http/org";
+import { rateLimit } from "../src/http/rate-limit";
 import { runRoutes } from "../src/runs/routes";
 
 export function createApp(): Hono<AppEnv> {
@@ -35,10 +36,11 @@ export function createApp(): Hono<AppEnv> {
   app.route("/_dev", devRoutes);
   app.route("/_admin", adminRoutes);
 
-  // Every org route: org from the subdomain, then the caller, then the route's own check.
+  // Every org route: org from the subdomain, the caller, their rate limit, then the route's own check.
   const org = new Hono<AppEnv>();
   org.use(resolveOrg());
   org.use(authenticate());
+  org.use(rateLimit());
   org.route("/a2a", a2aRoutes);
   org.route("/runs", runRoutes);
 

@@ -1,6 +1,6 @@
 /**
  * Picks the authorisation adapter from configuration: `AUTHZ_PROVIDER=permiso` asks
- * Permiso, anything else unset or `builtin` uses the D1 engine.
+ * Permiso; unset or `builtin` uses the D1 engine; any other value refuses every check.
  */
 import { db } from "../db/client";
 import { AppError } from "../errors";

@@ -165,7 +165,7 @@ export async function startPermiso(options: { apiKey?: string; port?: number } =
         faults.set(body.orgId, { graphqlErrors: body.graphqlErrors ?? 0, delayMs: body.delayMs ?? 0 });
         return json(res, 200, { ok: true });
       }
-      await yoga.handleNodeRequestAndResponse(req, res);
+      await yoga.requestListener(req, res);
     } catch (err) {
       if (!res.headersSent) json(res, 500, { error: String(err) });
       else res.end();

@@ -3,6 +3,7 @@ import { join, relative } from "node:path";
 import type { TestProject } from "vitest/node";
 import { startKratos } from "../servers/kratos";
 import { startOpenAICompatible } from "../servers/openai-compatible";
+import { startPermiso } from "../servers/permiso";
 
 /** The demo agent repository as `{ path: content }`, for tests (workerd has no filesystem). */
 function readTree(root: string): Record<string, string> {
@@ -22,11 +23,14 @@ function readTree(root: string): Record<string, string> {
 export default async function setup(project: TestProject) {
   const openai = await startOpenAICompatible();
   project.provide("openaiUrl", openai.url);
+  const permiso = await startPermiso({ apiKey: "permiso-test-key" });
+  project.provide("permisoUrl", permiso.url);
   project.provide("exampleAgents", readTree("examples/agents"));
   const kratos = await startKratos();
   project.provide("kratosUrl", kratos.url);
   return async () => {
     await openai.close();
+    await permiso.close();
     await kratos.close();
   };
 }
