@@ -45,7 +45,8 @@ async function main() {
   const sdkPort = await freePort();
   const sdk = await startWrangler({ port: sdkPort, config: "bench/agents-sdk/wrangler.toml", persistTo: join(persistTo, "agents-sdk") });
   try {
-    const { apiKey } = await seedDemo(shamanPort);
+    // Limits far above what the bench sends: the limiter still runs on every request.
+    const { apiKey } = await seedDemo(shamanPort, "acme", { perPrincipal: 1_000_000_000, perOrg: 1_000_000_000, windowSeconds: 60 });
     const auth = { authorization: `Bearer ${apiKey}` };
     // authenticated with an API key: org by subdomain, key check, authorisation, cached D1 lookups
     const card = { port: shamanPort, host: "acme.localhost", path: "/a2a/agents/ProcessInvoice/.well-known/agent-card.json", headers: auth };

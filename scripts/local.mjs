@@ -152,13 +152,13 @@ export const LOCAL_BOOTSTRAP_TOKEN = `local-${crypto.randomUUID()}`;
  * `Bearer dev:owner@acme.test`, and an owner API key) with the example agents as its root
  * repository. Returns the API key.
  */
-export async function seedDemo(port, slug = DEMO_ORG.slug) {
+export async function seedDemo(port, slug = DEMO_ORG.slug, rateLimits = undefined) {
   const boot = await http({
     port,
     path: "/_admin/bootstrap",
     method: "POST",
     headers: { authorization: `Bearer ${LOCAL_BOOTSTRAP_TOKEN}` },
-    body: { org: { slug, name: slug === DEMO_ORG.slug ? DEMO_ORG.name : slug }, owner: { email: `owner@${slug}.test`, identityProvider: "dev" }, apiKey: { name: "local demo" } },
+    body: { org: { slug, name: slug === DEMO_ORG.slug ? DEMO_ORG.name : slug }, owner: { email: `owner@${slug}.test`, identityProvider: "dev" }, apiKey: { name: "local demo" }, ...(rateLimits ? { rateLimits } : {}) },
   });
   if (boot.status !== 200) throw new Error(`bootstrapping the demo org failed: ${boot.status} ${boot.text}`);
   const r = await http({

@@ -50,7 +50,7 @@ export function encodeCursor(id: string): string {
   return btoa(id).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
 }
 
-/** The id inside a cursor; anything that is not a cursor we issued is a 400. */
+/** The id inside a cursor; anything that does not decode to an audit id is a 400. */
 export function decodeCursor(cursor: string): string {
   if (!/^[A-Za-z0-9_-]{1,64}$/.test(cursor)) throw badRequest("invalid cursor");
   let id: string;
@@ -84,7 +84,7 @@ export async function queryAudit(
   if (!Number.isInteger(limit) || limit < 1 || limit > MAX_LIMIT) {
     throw badRequest(`limit must be an integer from 1 to ${MAX_LIMIT}`);
   }
-  const where: SQL[] = [];
+  const where: SQL[] = [eq(auditLog.orgId, scope.orgId)];
   if (filter.action !== undefined) where.push(eq(auditLog.action, filter.action));
   if (filter.actionPrefix !== undefined) {
     const prefix = filter.actionPrefix;

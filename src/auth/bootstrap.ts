@@ -8,7 +8,7 @@ import { Hono } from "hono";
 import { z } from "zod";
 import { assignUserRole, ensureDefaultRoles } from "../authz/builtin";
 import { db } from "../db/client";
-import { ensureOrg, isValidSlug } from "../db/orgs";
+import { ensureOrg, isValidSlug, setOrgRateLimits } from "../db/orgs";
 import { AppError } from "../errors";
 import type { AppEnv } from "../http/app-env";
 import { createApiKey, sha256Hex } from "./api-keys";
@@ -23,6 +23,9 @@ const BootstrapBody = z.object({
     identityProviderUserId: z.string().min(1).max(200).optional(),
   }),
   apiKey: z.object({ name: z.string().min(1).max(100), expiresInDays: z.number().int().positive().max(3650).optional() }).optional(),
+  rateLimits: z
+    .object({ perPrincipal: z.number().int().positive(), perOrg: z.number().int().positive(), windowSeconds: z.number().int().positive().max(86_400) })
+    .optional(),
 });
 
 export const adminRoutes = new Hono<AppEnv>();
@@ -44,6 +47,7 @@ adminRoutes.post("/bootstrap", async (c) => {
   const d = db(c.env);
   const org = await ensureOrg(d, body.org);
   await ensureDefaultRoles(d, org);
+  if (body.rateLimits) await setOrgRateLimits(d, org, body.rateLimits);
   const providerUserId = body.owner.identityProvider === "dev" ? body.owner.email.toLowerCase() : (body.owner.identityProviderUserId ?? "");
   const owner = await mirrorUser(d, body.owner.identityProvider, providerUserId, body.owner.email.toLowerCase());
   await addMember(d, org, owner.id);
