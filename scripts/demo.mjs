@@ -38,22 +38,14 @@ async function main() {
     const card = await http({ port, host: `${org}.localhost`, path: `/a2a/agents/${agent}/.well-known/agent-card.json`, headers: auth });
     console.log(`  ${card.json.name} v${card.json.version}: ${card.json.description}`);
 
+    // One A2A JSON-RPC call to the agent, as the authenticated demo caller.
+    const a2a = (id, method, params) =>
+      http({ port, host: `${org}.localhost`, path: `/a2a/agents/${agent}`, method: "POST", headers: { "A2A-Version": "1.0", ...auth }, body: { jsonrpc: "2.0", id, method, params } });
+
     step(`A2A SendMessage → POST http://${org}.localhost:${port}/a2a/agents/${agent}`);
-    const send = await http({
-      port,
-      host: `${org}.localhost`,
-      path: `/a2a/agents/${agent}`,
-      method: "POST",
-      headers: { "A2A-Version": "1.0", ...auth },
-      body: {
-        jsonrpc: "2.0",
-        id: 1,
-        method: "SendMessage",
-        params: {
-          message: { messageId: crypto.randomUUID(), role: "ROLE_USER", parts: [{ text: invoice }] },
-          configuration: { returnImmediately: true },
-        },
-      },
+    const send = await a2a(1, "SendMessage", {
+      message: { messageId: crypto.randomUUID(), role: "ROLE_USER", parts: [{ text: invoice }] },
+      configuration: { returnImmediately: true },
     });
     if (!send.json?.result?.task) throw new Error(`SendMessage failed: ${send.status} ${send.text}`);
     const task = send.json.result.task;
@@ -83,14 +75,7 @@ async function main() {
     });
 
     step("A2A GetTask: the final answer");
-    const got = await http({
-      port,
-      host: `${org}.localhost`,
-      path: `/a2a/agents/${agent}`,
-      method: "POST",
-      headers: { "A2A-Version": "1.0", ...auth },
-      body: { jsonrpc: "2.0", id: 2, method: "GetTask", params: { id: task.id } },
-    });
+    const got = await a2a(2, "GetTask", { id: task.id });
     const final = got.json?.result;
     if (final?.status?.state !== "TASK_STATE_COMPLETED") throw new Error(`the task did not complete: ${got.text}`);
     console.log(`  state: ${final.status.state}`);

@@ -98,8 +98,8 @@ export async function verifyApiKey(db: Db, scope: OrgScope, token: string, touch
   if (!m) return null;
   const hash = await sha256Hex(token);
   const now = Date.now();
-  let row = verified.get(hash);
-  let key = row && row.expires > now ? row.row : null;
+  const cached = verified.get(hash);
+  let key = cached && cached.expires > now ? cached.row : null;
   if (!key) {
     const found = await db.query.apiKeys.findFirst({ where: eq(apiKeys.prefix, m[1] ?? "") });
     if (!found || !timingSafeEqualHex(found.hash, hash)) return null;
