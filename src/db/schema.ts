@@ -47,10 +47,73 @@ export const repositories = sqliteTable(
     lastCommit: text("last_commit"),
     lastSyncedAt: integer("last_synced_at"),
     lastError: text("last_error"),
+    /** Per-file errors and warnings of the last sync (bad frontmatter, unknown fields, …). */
+    syncProblems: text("sync_problems", { mode: "json" }).$type<SyncProblem[]>().notNull().default(sql`'[]'`),
+    /** Name of the org secret holding the push-webhook secret (HMAC key / GitLab token). */
+    webhookSecret: text("webhook_secret"),
+    /** When the cron sweep should next ask the remote for its head. */
+    nextSyncAt: integer("next_sync_at").notNull().default(0),
+    /** A sync in progress holds this lease; others back off until it passes. */
+    syncLeaseUntil: integer("sync_lease_until"),
+    lastCheckedAt: integer("last_checked_at"),
     createdAt: integer("created_at").notNull().default(now),
     updatedAt: integer("updated_at").notNull().default(now),
   },
-  (t) => [uniqueIndex("repositories_org_name_unique").on(t.orgId, t.name)],
+  (t) => [
+    uniqueIndex("repositories_org_name_unique").on(t.orgId, t.name),
+    uniqueIndex("repositories_org_url_branch_unique").on(t.orgId, t.gitUrl, t.branch),
+    index("repositories_next_sync").on(t.nextSyncAt),
+  ],
+);
+
+export interface SyncProblem {
+  path: string;
+  message: string;
+  line?: number;
+  severity: "error" | "warning";
+}
+
+/**
+ * Aliases from a repository's `agents.json`: a name callers in that repository use for an
+ * external A2A agent (URL + credential secret) or for an agent file at a repository path.
+ */
+export const agentAliases = sqliteTable(
+  "agent_aliases",
+  {
+    orgId: text("org_id")
+      .notNull()
+      .references(() => orgs.id, { onDelete: "cascade" }),
+    repositoryId: text("repository_id")
+      .notNull()
+      .references(() => repositories.id, { onDelete: "cascade" }),
+    alias: text("alias").notNull(),
+    kind: text("kind", { enum: ["external", "path"] }).notNull(),
+    /** external: the A2A endpoint (or agent card) URL. */
+    url: text("url"),
+    /** external: name of the org secret holding the bearer token. */
+    credentialSecret: text("credential_secret"),
+    /** path: repository path of the agent file, or `repo-name/Agent`. */
+    target: text("target"),
+    description: text("description").notNull().default(""),
+  },
+  (t) => [primaryKey({ columns: [t.repositoryId, t.alias] }), index("agent_aliases_org").on(t.orgId, t.alias)],
+);
+
+/** The org's registry of external A2A agents, the last step of name resolution. */
+export const externalAgents = sqliteTable(
+  "external_agents",
+  {
+    orgId: text("org_id")
+      .notNull()
+      .references(() => orgs.id, { onDelete: "cascade" }),
+    name: text("name").notNull(),
+    url: text("url").notNull(),
+    credentialSecret: text("credential_secret"),
+    description: text("description").notNull().default(""),
+    createdAt: integer("created_at").notNull().default(now),
+    updatedAt: integer("updated_at").notNull().default(now),
+  },
+  (t) => [primaryKey({ columns: [t.orgId, t.name] })],
 );
 
 export const agents = sqliteTable(
@@ -114,6 +177,8 @@ export type OrgRow = typeof orgs.$inferSelect;
 export type RepositoryRow = typeof repositories.$inferSelect;
 export type AgentRow = typeof agents.$inferSelect;
 export type RunRow = typeof runs.$inferSelect;
+export type AgentAliasRow = typeof agentAliases.$inferSelect;
+export type ExternalAgentRow = typeof externalAgents.$inferSelect;
 export type RunStatus = RunRow["status"];
 
 // ---- identity, permissions, keys, audit, secrets (tenancy issue) ------------------------
