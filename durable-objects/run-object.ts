@@ -8,6 +8,7 @@
  * one object, so the schema is two small tables plus the run record in the sync KV.
  */
 import { DurableObject } from "cloudflare:workers";
+import { redactText } from "../src/audit/redact";
 import { db } from "../src/db/client";
 import { setRunStatus } from "../src/db/runs";
 import { AppError, problemResponse } from "../src/errors";
@@ -173,6 +174,7 @@ export class RunObject extends DurableObject<Env> implements RunRpc {
       attempt,
       input: run.message,
       initiatedBy: run.initiatedBy,
+      userId: run.userId ?? null,
     };
   }
 
@@ -197,9 +199,11 @@ export class RunObject extends DurableObject<Env> implements RunRpc {
   }
 
   /** Records a failed attempt. With `retrying` the step goes back to the queue's care. */
-  async failStep(orgId: string, stepId: string, error: string, retrying: boolean): Promise<void> {
+  async failStep(orgId: string, stepId: string, rawError: string, retrying: boolean): Promise<void> {
     const step = this.liveStep(orgId, stepId);
     if (!step) return;
+    // Error texts reach events, subscribers and the A2A task: mask anything credential-like.
+    const error = redactText(rawError, 2_000);
     const now = Date.now();
     if (retrying) {
       this.sql.exec("UPDATE steps SET status = 'queued', error = ?, updated_at = ? WHERE id = ?", error, now, stepId);

@@ -8,7 +8,7 @@ if (!(await portIsFree(port))) {
   process.exit(1);
 }
 migrateLocal();
-const server = await startWrangler({ port, inherit: true });
+const server = await startWrangler({ port, inherit: true, remember: true });
 const seeded = await seedDemo(port);
 const base = `http://${DEMO_ORG.slug}.localhost:${port}`;
 console.log(`\nShaman is running. Demo org '${DEMO_ORG.slug}': agents ${seeded.agents.join(", ")}

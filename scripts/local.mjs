@@ -1,10 +1,10 @@
 // Helpers shared by the local scripts (dev, demo, bench): start `wrangler dev`, seed the
 // demo org, talk HTTP with a Host header (Node's fetch cannot resolve *.localhost).
 import { spawn, spawnSync } from "node:child_process";
-import { readdirSync, readFileSync } from "node:fs";
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { request } from "node:http";
 import { createServer } from "node:net";
-import { join, relative, resolve } from "node:path";
+import { dirname, join, relative, resolve } from "node:path";
 
 export const ROOT = resolve(import.meta.dirname, "..");
 // Run wrangler's JS entry with this very Node (22, from the `node` package under npm run),
@@ -49,11 +49,12 @@ export function migrateLocal(persistTo, config = "wrangler.toml") {
  * Starts `wrangler dev` and resolves once /healthz answers. `stop()` ends the whole
  * process group (wrangler starts workerd children).
  */
-export async function startWrangler({ port, persistTo, config = "wrangler.toml", inherit = false, vars = {} }) {
+export async function startWrangler({ port, persistTo, config = "wrangler.toml", inherit = false, vars = {}, remember = false }) {
   const args = ["dev", "--config", config, "--port", String(port), "--ip", "127.0.0.1", "--show-interactive-dev-session=false"];
   if (persistTo) args.push("--persist-to", persistTo);
   for (const [k, v] of Object.entries({ SHAMAN_BOOTSTRAP_TOKEN: LOCAL_BOOTSTRAP_TOKEN, ...vars })) args.push("--var", `${k}:${v}`);
   const child = spawn(process.execPath, wranglerArgs(args), { cwd: ROOT, env: QUIET_ENV, detached: true, stdio: inherit ? "inherit" : ["ignore", "pipe", "pipe"] });
+  if (remember) rememberLocalServer(port);
   let log = "";
   if (!inherit) {
     child.stdout.on("data", (d) => (log += d));
@@ -146,6 +147,16 @@ export const DEMO_ORG = { slug: "acme", name: "Acme Corp", owner: "owner@acme.te
 
 /** A bootstrap token for a local wrangler this script starts (`--var SHAMAN_BOOTSTRAP_TOKEN:…`). */
 export const LOCAL_BOOTSTRAP_TOKEN = `local-${crypto.randomUUID()}`;
+
+/** Where `npm run dev` leaves the port and bootstrap token of the server it runs, for `npm run bootstrap`. */
+export const LOCAL_SERVER_FILE = resolve(ROOT, ".wrangler", "local-server.json");
+
+function rememberLocalServer(port) {
+  try {
+    mkdirSync(dirname(LOCAL_SERVER_FILE), { recursive: true });
+    writeFileSync(LOCAL_SERVER_FILE, JSON.stringify({ port, bootstrapToken: LOCAL_BOOTSTRAP_TOKEN, pid: process.pid }), { mode: 0o600 });
+  } catch {}
+}
 
 /**
  * Creates the demo org `acme` (owner `owner@acme.test`, reachable locally as

@@ -6,19 +6,49 @@
  */
 import { generateText, type ModelMessage } from "ai";
 import { loadAgent } from "../src/agents/snapshot";
+import { writeAuditMany, type AuditEntry } from "../src/audit/log";
+import { db } from "../src/db/client";
 import { AppError } from "../src/errors";
-import { modelConfigFromEnv, resolveModel } from "../src/llm/registry";
+import { modelConfigFromEnv, resolveModel, type ModelConfig } from "../src/llm/registry";
+import { cachedSecret } from "../src/secrets/cache";
 import { runStub } from "../src/runs/stub";
 import type { Job, StepContext, StepResult, StoredMessage } from "../src/runs/types";
 
 /** Must match `max_retries` + 1 in wrangler.toml. */
 export const MAX_ATTEMPTS = 4;
 
-export async function handleJobs(batch: MessageBatch<Job>, env: Env): Promise<void> {
-  await Promise.all(batch.messages.map((message) => handleJob(message, env)));
+/** Org secret holding the org's own OpenAI (or compatible server) key; it replaces the platform's. */
+export const ORG_OPENAI_KEY_SECRET = "OPENAI_API_KEY";
+
+/**
+ * Audit rows of one batch, written together at the end of it: one D1 batch per org
+ * instead of two inserts per step.
+ */
+class AuditBuffer {
+  private readonly byOrg = new Map<string, AuditEntry[]>();
+  add(orgId: string, entry: AuditEntry): void {
+    const list = this.byOrg.get(orgId);
+    if (list) list.push(entry);
+    else this.byOrg.set(orgId, [entry]);
+  }
+  async flush(env: Env): Promise<void> {
+    const d = db(env);
+    await Promise.all(
+      [...this.byOrg].map(([orgId, entries]) =>
+        writeAuditMany(d, orgId, entries).catch((err: unknown) => console.error(`executor: audit write for ${orgId} failed: ${errorText(err)}`)),
+      ),
+    );
+    this.byOrg.clear();
+  }
 }
 
-async function handleJob(message: Message<Job>, env: Env): Promise<void> {
+export async function handleJobs(batch: MessageBatch<Job>, env: Env): Promise<void> {
+  const audit = new AuditBuffer();
+  await Promise.all(batch.messages.map((message) => handleJob(message, env, audit)));
+  await audit.flush(env);
+}
+
+async function handleJob(message: Message<Job>, env: Env, audit: AuditBuffer): Promise<void> {
   const job = message.body;
   if (!job || job.kind !== "step" || typeof job.runId !== "string" || typeof job.stepId !== "string") {
     console.error("executor: dropping malformed job");
@@ -39,14 +69,35 @@ async function handleJob(message: Message<Job>, env: Env): Promise<void> {
     message.ack(); // already finished (a redelivery) or the run is gone
     return;
   }
+  const started = Date.now();
+  const who = { actor: ctx.initiatedBy ?? "system", userId: ctx.userId, runId: ctx.runId, stepId: ctx.stepId };
+  const resource = `/agents/${ctx.agent.name}`;
   try {
-    const result = await runStep(ctx, env);
+    const result = await runStep(ctx, env, (entry) => audit.add(ctx.orgId, { ...who, ...entry }));
     await run.completeStep(ctx.orgId, ctx.stepId, result);
     message.ack();
+    audit.add(ctx.orgId, {
+      ...who,
+      action: "step.run",
+      resource,
+      outcome: "success",
+      durationMs: Date.now() - started,
+      input: { attempt: ctx.attempt, depth: ctx.depth, commit: ctx.agent.commit },
+      output: { model: result.model, text: result.text },
+    });
   } catch (err) {
     const permanent = err instanceof AppError && err.status < 500;
     const retrying = !permanent && message.attempts < MAX_ATTEMPTS;
     const text = errorText(err);
+    audit.add(ctx.orgId, {
+      ...who,
+      action: "step.run",
+      resource,
+      outcome: "error",
+      durationMs: Date.now() - started,
+      input: { attempt: ctx.attempt, depth: ctx.depth, commit: ctx.agent.commit },
+      error: { message: text, retrying },
+    });
     try {
       await run.failStep(ctx.orgId, ctx.stepId, text, retrying);
     } catch (reportErr) {
@@ -57,18 +108,42 @@ async function handleJob(message: Message<Job>, env: Env): Promise<void> {
   }
 }
 
-export async function runStep(ctx: StepContext, env: Env): Promise<StepResult> {
-  const agent = await loadAgent(env.SNAPSHOTS, ctx.orgId, ctx.agent);
-  const { model, id } = resolveModel(modelConfigFromEnv(env), agent.frontmatter.model);
+/** The model configuration for an org: the platform's, with the org's own provider key if it set one. */
+export async function orgModelConfig(env: Env, orgId: string): Promise<ModelConfig> {
+  const base = modelConfigFromEnv(env);
+  const orgKey = await cachedSecret(db(env), env, orgId, ORG_OPENAI_KEY_SECRET);
+  return orgKey ? { ...base, openaiApiKey: orgKey } : base;
+}
+
+type AuditSink = (entry: Omit<AuditEntry, "actor">) => void;
+
+export async function runStep(ctx: StepContext, env: Env, audit: AuditSink = () => {}): Promise<StepResult> {
+  const [agent, cfg] = await Promise.all([loadAgent(env.SNAPSHOTS, ctx.orgId, ctx.agent), orgModelConfig(env, ctx.orgId)]);
+  const { model, id } = resolveModel(cfg, agent.frontmatter.model);
   const started = Date.now();
-  const result = await generateText({
-    model,
-    system: agent.systemPrompt,
-    messages: [toModelMessage(ctx.input)],
-    ...(agent.frontmatter.temperature !== undefined ? { temperature: agent.frontmatter.temperature } : {}),
-    ...(agent.frontmatter.maxTokens !== undefined ? { maxOutputTokens: agent.frontmatter.maxTokens } : {}),
-    // Retries go through the queue (with backoff), not inside one consumer invocation.
-    maxRetries: 0,
+  const message = toModelMessage(ctx.input);
+  let result: Awaited<ReturnType<typeof generateText>>;
+  try {
+    result = await generateText({
+      model,
+      system: agent.systemPrompt,
+      messages: [message],
+      ...(agent.frontmatter.temperature !== undefined ? { temperature: agent.frontmatter.temperature } : {}),
+      ...(agent.frontmatter.maxTokens !== undefined ? { maxOutputTokens: agent.frontmatter.maxTokens } : {}),
+      // Retries go through the queue (with backoff), not inside one consumer invocation.
+      maxRetries: 0,
+    });
+  } catch (err) {
+    audit({ action: "model.call", resource: `/models/${id}`, outcome: "error", durationMs: Date.now() - started, input: { prompt: message.content }, error: errorText(err) });
+    throw err;
+  }
+  audit({
+    action: "model.call",
+    resource: `/models/${id}`,
+    outcome: "success",
+    durationMs: Date.now() - started,
+    input: { prompt: message.content },
+    output: { text: result.text, usage: { inputTokens: result.usage.inputTokens ?? null, outputTokens: result.usage.outputTokens ?? null } },
   });
   return {
     text: result.text,

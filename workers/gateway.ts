@@ -2,7 +2,7 @@
  * The gateway: one Hono app. Org routes are served at `<org>.<domain>` (and, in local
  * development only, under `/_org/<org>/`).
  */
-import { Hono } from "hono";
+import { Hono, type MiddlewareHandler } from "hono";
 import { requestId } from "hono/request-id";
 import { a2aRoutes } from "../src/a2a/routes";
 import { adminRoutes } from "../src/auth/bootstrap";
@@ -13,6 +13,26 @@ import type { AppEnv } from "../src/http/app-env";
 import { resolveOrg } from "../src/http/org";
 import { rateLimit } from "../src/http/rate-limit";
 import { runRoutes } from "../src/runs/routes";
+import { apiKeyRoutes } from "../src/api/api-keys";
+import { auditRoutes } from "../src/api/audit";
+import { secretRoutes } from "../src/api/secrets";
+import { auditRequest } from "../src/audit/http";
+
+/** Refused requests of a known org (bad credentials, missing permission) go to its audit trail. */
+const auditDenials: MiddlewareHandler<AppEnv> = async (c, next) => {
+  await next();
+  const err = c.error;
+  if (err instanceof AppError && (err.code === "UNAUTHORIZED" || err.code === "FORBIDDEN")) {
+    const path = new URL(c.req.url).pathname.replace(/^\/_org\/[^/]+/, "");
+    auditRequest(c, {
+      action: "auth.denied",
+      resource: path,
+      outcome: "denied",
+      input: { method: c.req.method },
+      error: err.message,
+    });
+  }
+};
 
 export function createApp(): Hono<AppEnv> {
   const app = new Hono<AppEnv>();
@@ -39,10 +59,14 @@ export function createApp(): Hono<AppEnv> {
   // Every org route: org from the subdomain, the caller, their rate limit, then the route's own check.
   const org = new Hono<AppEnv>();
   org.use(resolveOrg());
+  org.use(auditDenials);
   org.use(authenticate());
   org.use(rateLimit());
   org.route("/a2a", a2aRoutes);
   org.route("/runs", runRoutes);
+  org.route("/api-keys", apiKeyRoutes);
+  org.route("/secrets", secretRoutes);
+  org.route("/audit", auditRoutes);
 
   app.route("/_org/:org", org);
   app.route("/", org);

@@ -12,6 +12,7 @@ import { findAgent, listExposedAgents, type AgentIndexEntry } from "../db/agents
 import { db } from "../db/client";
 import { insertRun } from "../db/runs";
 import { config } from "../config";
+import { actorOf, auditRequest } from "../audit/http";
 import type { AppEnv } from "../http/app-env";
 import { RUN_ID, runStub } from "../runs/stub";
 import { TERMINAL_RUN_STATUSES, type RunSnapshot } from "../runs/types";
@@ -146,6 +147,7 @@ async function jsonRpc(c: Context<AppEnv>, name: string): Promise<Response> {
   const agent = await exposedAgent(c, name);
   if (!agent) return rpcJson(c, id, new JsonRpcError(JSONRPC.METHOD_NOT_FOUND, `No agent named '${name}' is available here`, undefined, 404));
   if (!(await isAllowed(c, `/agents/${qualifiedName(agent)}`, "execute"))) {
+    auditRequest(c, { action: "auth.denied", resource: `/agents/${qualifiedName(agent)}`, outcome: "denied", input: { action: "execute" } });
     return rpcJson(c, id, new JsonRpcError(JSONRPC.SERVER_ERROR, `Forbidden: not allowed to execute ${qualifiedName(agent)}`, undefined, 403));
   }
 
@@ -247,10 +249,21 @@ async function sendMessage(c: Context<AppEnv>, agent: AgentIndexEntry, dialect: 
     initiatedBy: c.get("principal"),
   });
   const waitMs = req.returnImmediately ? 0 : config(c.env).runWaitTimeoutMs;
+  const { userId } = actorOf(c);
+  const started = Date.now();
   const snapshot = await runStub(c.env, runId).start(
-    { runId, orgId: org.orgId, contextId, agent: ref, initiatedBy: c.get("principal"), message: req.message },
+    { runId, orgId: org.orgId, contextId, agent: ref, initiatedBy: c.get("principal"), userId, message: req.message },
     waitMs,
   );
+  auditRequest(c, {
+    action: "agent.call",
+    resource: `/agents/${qualifiedName(agent)}`,
+    runId,
+    outcome: snapshot.status === "failed" ? "error" : "success",
+    durationMs: Date.now() - started,
+    input: { message: req.message.parts, commit: agent.commitSha },
+    output: { status: snapshot.status, ...(snapshot.output !== null ? { text: snapshot.output } : {}), ...(snapshot.error ? { error: snapshot.error } : {}) },
+  });
   const task = renderTask(dialect, snapshot, req.historyLength);
   return dialect === "1.0" ? { task } : task;
 }

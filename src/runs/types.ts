@@ -29,6 +29,8 @@ export interface RunInit {
   agent: AgentRef;
   /** The principal that started the run: kept for the audit of every internal step. */
   initiatedBy: string | null;
+  /** The person behind the run (the user, or the creator of the API key), for audit rows. */
+  userId?: string | null;
   message: StoredMessage;
 }
 
@@ -91,6 +93,7 @@ export interface StepContext {
   attempt: number;
   input: StoredMessage;
   initiatedBy: string | null;
+  userId: string | null;
 }
 
 export interface StepResult {

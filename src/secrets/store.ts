@@ -7,6 +7,7 @@ import type { Db } from "../db/client";
 import { orgSecrets } from "../db/schema";
 import type { OrgScope } from "../db/scope";
 import { AppError } from "../errors";
+import { forgetSecret } from "./cache";
 import { decryptSecret, encryptSecret, KEY_VERSION, secretsKeyMaterial } from "./crypto";
 
 export const SECRET_NAME = /^[A-Za-z][A-Za-z0-9_.-]{0,127}$/;
@@ -44,6 +45,7 @@ export async function putSecret(db: Db, env: Env, scope: OrgScope, name: string,
       set: { ciphertext, keyVersion: KEY_VERSION, updatedAt: now },
     })
     .returning({ name: orgSecrets.name, createdAt: orgSecrets.createdAt, updatedAt: orgSecrets.updatedAt });
+  forgetSecret(scope.orgId, name);
   return row ?? { name, createdAt: now, updatedAt: now };
 }
 
@@ -54,6 +56,7 @@ export async function deleteSecret(db: Db, scope: OrgScope, name: string): Promi
     .delete(orgSecrets)
     .where(and(eq(orgSecrets.orgId, scope.orgId), eq(orgSecrets.name, name)))
     .returning({ name: orgSecrets.name });
+  forgetSecret(scope.orgId, name);
   return deleted.length > 0;
 }
 

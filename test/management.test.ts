@@ -1,0 +1,231 @@
+/**
+ * The org management routes of the tenancy layer (API keys, secrets, audit) and the audit
+ * rows written by the gateway, the executor and auth decisions.
+ */
+import { createExecutionContext, createMessageBatch, runInDurableObject } from "cloudflare:test";
+import { env } from "cloudflare:workers";
+import { beforeAll, describe, expect, it } from "vitest";
+import type { RunObject } from "../durable-objects/run-object";
+import { runStub } from "../src/runs/stub";
+import type { Job, RunInit } from "../src/runs/types";
+import worker from "../workers/index";
+import { orgFetch, rpc, seedOrg, sendMessage, type SeedResult } from "./helpers";
+
+let seed: SeedResult;
+beforeAll(async () => {
+  seed = await seedOrg("mgmt");
+});
+
+const json = (body: unknown, method = "POST") => ({ method, headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
+const dev = (email: string) => ({ authorization: `Bearer dev:${email}` });
+
+async function auditRows(query: string, slug = "mgmt"): Promise<any[]> {
+  const res = await orgFetch(slug, `/audit?${query}`);
+  expect(res.status).toBe(200);
+  return ((await res.json()) as any).entries;
+}
+
+/** Audit rows are written after the response (waitUntil): poll briefly. */
+async function eventually<T>(fn: () => Promise<T>, ok: (v: T) => boolean, ms = 5_000): Promise<T> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = await fn();
+    if (ok(v) || Date.now() > end) return v;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+describe("API keys", () => {
+  it("creates a key shown once, lists it without secret material, and revokes it", async () => {
+    const created = await orgFetch("mgmt", "/api-keys", json({ name: "ci", permissions: [{ resource: "/agents/*", action: "execute" }], expiresInDays: 30 }));
+    expect(created.status).toBe(201);
+    const { apiKey } = (await created.json()) as any;
+    expect(apiKey.key).toMatch(/^shk_[A-Za-z0-9]{12}_[A-Za-z0-9]{40}$/);
+    expect(apiKey.expiresAt).toBeGreaterThan(Date.now());
+
+    const list = (await (await orgFetch("mgmt", "/api-keys")).json()) as any;
+    const listed = list.apiKeys.find((k: any) => k.id === apiKey.id);
+    expect(listed).toMatchObject({ name: "ci", prefix: apiKey.prefix });
+    expect(JSON.stringify(list)).not.toContain(apiKey.key.split("_")[2]);
+    expect(listed.hash).toBeUndefined();
+
+    // The key works for what it grants and nothing else.
+    const call = await rpc("mgmt", "ProcessInvoice", sendMessage("Invoice 1"), { "A2A-Version": "1.0", authorization: `Bearer ${apiKey.key}` });
+    expect(call.status).toBe(200);
+    const audit = await orgFetch("mgmt", "/audit", { headers: { authorization: `Bearer ${apiKey.key}` } });
+    expect(audit.status).toBe(403);
+
+    const revoked = await orgFetch("mgmt", `/api-keys/${apiKey.id}`, { method: "DELETE" });
+    expect(revoked.status).toBe(204);
+    const after = await rpc("mgmt", "ProcessInvoice", sendMessage("Invoice 2"), { "A2A-Version": "1.0", authorization: `Bearer ${apiKey.key}` });
+    expect(after.status).toBe(401);
+    expect((await orgFetch("mgmt", `/api-keys/${apiKey.id}`, { method: "DELETE" })).status).toBe(404);
+
+    const rows = await eventually(
+      () => auditRows("actionPrefix=apikey."),
+      (r) => r.some((e) => e.action === "apikey.revoke" && e.resource === `/api-keys/${apiKey.id}`),
+    );
+    const create = rows.find((e) => e.action === "apikey.create" && e.resource === `/api-keys/${apiKey.id}`);
+    expect(create).toMatchObject({ outcome: "success", actor: expect.stringMatching(/^key:/) });
+    expect(JSON.stringify(rows)).not.toContain(apiKey.key);
+    expect(rows.some((e) => e.action === "apikey.revoke" && e.outcome === "success")).toBe(true);
+  });
+
+  it("refuses to mint a key with grants the caller does not hold", async () => {
+    const limited = await orgFetch("mgmt", "/api-keys", json({ name: "keys-only", permissions: [{ resource: "/api-keys/*", action: "admin" }] }));
+    const { apiKey } = (await limited.json()) as any;
+    const escalate = await orgFetch("mgmt", "/api-keys", {
+      ...json({ name: "everything", permissions: [{ resource: "/*", action: "*" }] }),
+      headers: { "content-type": "application/json", authorization: `Bearer ${apiKey.key}` },
+    });
+    expect(escalate.status).toBe(403);
+    expect(((await escalate.json()) as any).detail).toContain("does not hold");
+  });
+
+  it("rejects malformed bodies with a problem naming the field", async () => {
+    const bad = await orgFetch("mgmt", "/api-keys", json({ name: "x", permissions: [{ resource: "agents", action: "execute" }] }));
+    expect(bad.status).toBe(400);
+    const body = (await bad.json()) as any;
+    expect(bad.headers.get("content-type")).toContain("application/problem+json");
+    expect(body.detail).toContain("permissions.0.resource");
+    const notJson = await orgFetch("mgmt", "/api-keys", { method: "POST", headers: { "content-type": "text/plain" }, body: "hi" });
+    expect(notJson.status).toBe(415);
+  });
+});
+
+describe("secrets", () => {
+  it("are write-only: put, list names, replace, delete; the value never comes back", async () => {
+    const value = "sk-live-abcdefghijklmnop1234567890";
+    const put = await orgFetch("mgmt", "/secrets/PARTNER_TOKEN", json({ value }, "PUT"));
+    expect(put.status).toBe(200);
+    expect(JSON.stringify(await put.json())).not.toContain(value);
+    const list = await orgFetch("mgmt", "/secrets");
+    const text = await list.text();
+    expect(JSON.parse(text).secrets.map((s: any) => s.name)).toContain("PARTNER_TOKEN");
+    expect(text).not.toContain(value);
+    expect((await orgFetch("mgmt", "/secrets/PARTNER_TOKEN", json({ value: "second" }, "PUT"))).status).toBe(200);
+    expect((await orgFetch("mgmt", "/secrets/PARTNER_TOKEN", { method: "DELETE" })).status).toBe(204);
+    expect((await orgFetch("mgmt", "/secrets/PARTNER_TOKEN", { method: "DELETE" })).status).toBe(404);
+    expect((await orgFetch("mgmt", "/secrets/bad name!", json({ value: "x" }, "PUT"))).status).toBe(400);
+
+    const rows = await eventually(() => auditRows("actionPrefix=secret."), (r) => r.filter((e) => e.resource === "/secrets/PARTNER_TOKEN").length >= 3);
+    expect(rows.filter((e) => e.resource === "/secrets/PARTNER_TOKEN").map((e) => e.action)).toEqual(["secret.delete", "secret.put", "secret.put"]);
+    expect(JSON.stringify(rows)).not.toContain(value);
+  });
+
+  it("a viewer can list secret names but not write them", async () => {
+    // Make a viewer through the built-in engine.
+    const { mirrorUser, addMember } = await import("../src/auth/users");
+    const { assignUserRole } = await import("../src/authz/builtin");
+    const { db } = await import("../src/db/client");
+    const { orgBySlug } = await import("../src/db/orgs");
+    const d = db(env);
+    const org = (await orgBySlug(d, "mgmt"))!;
+    const viewer = await mirrorUser(d, "dev", "viewer@mgmt.test", "viewer@mgmt.test");
+    await addMember(d, org, viewer.id);
+    await assignUserRole(d, org, viewer.id, "viewer");
+    expect((await orgFetch("mgmt", "/secrets", { headers: dev("viewer@mgmt.test") })).status).toBe(200);
+    const denied = await orgFetch("mgmt", "/secrets/X", { ...json({ value: "v" }, "PUT"), headers: { "content-type": "application/json", ...dev("viewer@mgmt.test") } });
+    expect(denied.status).toBe(403);
+    const rows = await eventually(() => auditRows("action=auth.denied"), (r) => r.some((e) => e.resource === "/secrets/X"));
+    expect(rows.find((e) => e.resource === "/secrets/X")).toMatchObject({ outcome: "denied", actor: `user:${viewer.id}`, userId: viewer.id });
+  });
+});
+
+describe("audit trail", () => {
+  it("records refused credentials of a known org, without the credential", async () => {
+    const forged = "shk_AAAAAAAAAAAA_BBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB";
+    const res = await orgFetch("mgmt", "/a2a/agents", { headers: { authorization: `Bearer ${forged}` } });
+    expect(res.status).toBe(401);
+    const rows = await eventually(() => auditRows("action=auth.denied&outcome=denied"), (r) => r.some((e) => e.resource === "/a2a/agents"));
+    const row = rows.find((e) => e.resource === "/a2a/agents");
+    expect(row.summary.error).toContain("invalid");
+    expect(JSON.stringify(rows)).not.toContain("BBBBBBBBBBBBBBBB");
+  });
+
+  it("records an agent call, its step and its model call under the calling user", async () => {
+    const call = await rpc("mgmt", "ProcessInvoice", sendMessage("Invoice 77 from Umbrella, total 5 EUR"), { "A2A-Version": "1.0", ...dev("owner@mgmt.test") });
+    expect(call.status).toBe(200);
+    const runId = call.body.result.task.id;
+    const rows = await eventually(() => auditRows(`runId=${runId}`), (r) => r.length >= 3);
+    const actions = rows.map((e) => e.action).sort();
+    expect(actions).toEqual(["agent.call", "model.call", "step.run"]);
+    const owner = rows.find((e) => e.action === "agent.call");
+    expect(owner).toMatchObject({ resource: "/agents/ProcessInvoice", outcome: "success", actor: `user:${seed.ownerId}`, userId: seed.ownerId });
+    expect(owner.summary.input.message[0].text).toContain("Invoice 77");
+    // Internal work is attributed to the user who started the run.
+    for (const action of ["step.run", "model.call"]) {
+      expect(rows.find((e) => e.action === action)).toMatchObject({ userId: seed.ownerId, actor: `user:${seed.ownerId}`, runId, outcome: "success" });
+    }
+    expect(rows.find((e) => e.action === "model.call").resource).toMatch(/^\/models\//);
+    expect(rows.find((e) => e.action === "model.call").durationMs).toBeGreaterThanOrEqual(0);
+  });
+
+  it("pages with a cursor and rejects bad filters", async () => {
+    const first = (await (await orgFetch("mgmt", "/audit?limit=2")).json()) as any;
+    expect(first.entries).toHaveLength(2);
+    expect(first.nextCursor).toBeTruthy();
+    const second = (await (await orgFetch("mgmt", `/audit?limit=2&cursor=${first.nextCursor}`)).json()) as any;
+    expect(second.entries[0].id < first.entries[1].id).toBe(true);
+    expect((await orgFetch("mgmt", "/audit?limit=0")).status).toBe(400);
+    expect((await orgFetch("mgmt", "/audit?cursor=!!")).status).toBe(400);
+    expect((await orgFetch("mgmt", "/audit?from=yesterday")).status).toBe(400);
+  });
+});
+
+describe("executor and org secrets", () => {
+  it("uses the org's own provider key from its secrets instead of the platform's", async () => {
+    const orgKey = "sk-org-mgmt-0123456789abcdef";
+    expect((await orgFetch("mgmt", "/secrets/OPENAI_API_KEY", json({ value: orgKey }, "PUT"))).status).toBe(200);
+    const base = env.TEST_OPENAI_URL.replace(/\/v1$/, "");
+    await fetch(`${base}/__requests`, { method: "DELETE" });
+    const run: RunInit = {
+      runId: crypto.randomUUID(),
+      orgId: seed.org.id,
+      contextId: "ctx",
+      agent: { name: "ProcessInvoice", repositoryId: seed.repository.id, commit: seed.commit, path: "ProcessInvoice/prompt.md" },
+      initiatedBy: null,
+      message: { messageId: crypto.randomUUID(), role: "user", parts: [{ kind: "text", text: "Invoice 9 FAIL_ONCE:mgmt-org-key" }] },
+    };
+    const sent: Job[] = [];
+    await runInDurableObject(env.RUNS.get(env.RUNS.idFromName(run.runId)), async (obj: RunObject) => {
+      Object.defineProperty(obj, "env", { value: { ...env, JOBS: { send: async (job: Job) => void sent.push(job) } }, configurable: true });
+      await obj.start(run, 0);
+    });
+    const testEnv = { ...env, OPENAI_BASE_URL: env.TEST_OPENAI_URL, OPENAI_API_KEY: "sk-platform-key-000000" } as Env;
+    const deliver = async () => {
+      const batch = createMessageBatch<Job>("shaman-jobs", [{ id: crypto.randomUUID(), attempts: 1, timestamp: new Date(), body: sent[0] as Job }]);
+      await worker.queue(batch, testEnv, createExecutionContext());
+    };
+    await deliver(); // the injected failure
+    await deliver();
+    const requests = (await (await fetch(`${base}/__requests`)).json()) as any[];
+    expect(requests.length).toBeGreaterThanOrEqual(2);
+    for (const r of requests) expect(r.authorization).toBe(`Bearer ${orgKey}`);
+    const snap = await runStub(env, run.runId).wait(run.orgId, 5_000);
+    expect(snap?.status).toBe("completed");
+    expect((await orgFetch("mgmt", "/secrets/OPENAI_API_KEY", { method: "DELETE" })).status).toBe(204);
+  });
+
+  it("masks credentials in step errors before they reach events", async () => {
+    const runId = crypto.randomUUID();
+    const init: RunInit = {
+      runId,
+      orgId: seed.org.id,
+      contextId: "ctx",
+      agent: { name: "ProcessInvoice", repositoryId: seed.repository.id, commit: seed.commit, path: "ProcessInvoice/prompt.md" },
+      initiatedBy: null,
+      message: { messageId: "m", role: "user", parts: [{ kind: "text", text: "x" }] },
+    };
+    await runInDurableObject(env.RUNS.get(env.RUNS.idFromName(runId)), async (obj: RunObject) => {
+      Object.defineProperty(obj, "env", { value: { ...env, JOBS: { send: async () => {} } }, configurable: true });
+      await obj.start(init, 0);
+      await obj.claimStep(seed.org.id, "s1");
+      await obj.failStep(seed.org.id, "s1", "upstream said: invalid api key Bearer sk-live-abcdefghijklmnopqrstuvwxyz", false);
+    });
+    const events = await runStub(env, runId).events(seed.org.id);
+    const failed = events?.find((e) => e.type === "step.failed");
+    expect(String(failed?.data.error)).toContain("[REDACTED]");
+    expect(JSON.stringify(events)).not.toContain("abcdefghijklmnopqrstuvwxyz");
+  });
+});
