@@ -106,6 +106,30 @@ export class RateLimiter extends DurableObject<Env> {
     };
   }
 
+  /**
+   * Hands out up to `want` hits at once for a gateway isolate to spend locally (see
+   * src/http/rate-limit.ts), after taking back `giveBack` unspent hits of an expired lease.
+   * Grants as many as both budgets allow, at least one or the hit is denied as by `hit`;
+   * the decision's `remaining` is what is left after the whole grant.
+   */
+  lease(principal: string, limits: RateLimits, want: number, giveBack = 0, now = Date.now()): RateDecision & { granted: number } {
+    if (giveBack > 0 && Number.isFinite(giveBack)) {
+      const mine = this.principals.get(principal);
+      if (mine) mine.level = Math.max(0, mine.level - giveBack);
+      this.org.level = Math.max(0, this.org.level - giveBack);
+    }
+    const windowMs = limits.windowSeconds * 1000;
+    const wanted = Math.max(1, Math.floor(Number.isFinite(want) ? want : 1));
+    let grant = 1;
+    if (wanted > 1 && limits.windowSeconds > 0) {
+      const p = evaluate(this.principals.get(principal) ?? { level: 0, at: now }, limits.perPrincipal, windowMs, 0, now);
+      const o = evaluate(this.org, limits.perOrg, windowMs, 0, now);
+      grant = Math.max(1, Math.min(wanted, Math.floor(limits.perPrincipal - p.level + 1e-9), Math.floor(limits.perOrg - o.level + 1e-9)));
+    }
+    const decision = this.hit(principal, limits, grant, now);
+    return { ...decision, granted: decision.allowed ? grant : 0 };
+  }
+
   private trim(limits: RateLimits, windowMs: number, now: number): void {
     if (now - this.lastSweep < SWEEP_INTERVAL_MS && this.principals.size <= MAX_PRINCIPALS) return;
     this.lastSweep = now;

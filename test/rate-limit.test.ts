@@ -129,6 +129,65 @@ describe("RateLimiter object", () => {
   });
 });
 
+describe("leases: local budgets spent without an RPC per request", () => {
+  it("the object grants up to the smaller remaining budget, takes unspent hits back, and denies at zero", async () => {
+    await runInDurableObject(limiter(), async (o: RateLimiter) => {
+      const l = limits(10, 100, 3600);
+      expect(o.lease("a", l, 4, 0, T0)).toMatchObject({ allowed: true, granted: 4, remaining: 6 });
+      expect(o.lease("a", l, 50, 0, T0)).toMatchObject({ allowed: true, granted: 6, remaining: 0 });
+      expect(o.lease("a", l, 5, 0, T0)).toMatchObject({ allowed: false, granted: 0, scope: "principal" });
+      // three unspent hits come back with the next lease
+      expect(o.lease("a", l, 2, 3, T0)).toMatchObject({ allowed: true, granted: 2, remaining: 1 });
+      // the org budget caps a lease too
+      expect(o.lease("b", limits(1000, 14, 3600), 100, 0, T0)).toMatchObject({ allowed: true, granted: 5, remaining: 0, scope: "org" });
+    });
+  });
+
+  it("a busy caller makes few RPCs, and the limit and headers stay exact", async () => {
+    const { clearRateLimitLeases } = await import("../src/http/rate-limit");
+    clearRateLimitLeases();
+    let rpcs = 0;
+    const counting = {
+      idFromName: (n: string) => env.RATE_LIMITER.idFromName(n),
+      get: (id: DurableObjectId) => {
+        const stub = env.RATE_LIMITER.get(id);
+        return {
+          hit: (...a: Parameters<RateLimiter["hit"]>) => (rpcs++, stub.hit(...a)),
+          lease: (...a: Parameters<RateLimiter["lease"]>) => (rpcs++, stub.lease(...a)),
+        };
+      },
+    };
+    // Time advances 2 ms per request, so the caller's rate is ~500 requests a second.
+    let clock = Date.now();
+    vi.spyOn(Date, "now").mockImplementation(() => (clock += 2));
+    const org = scopeOf({ id: crypto.randomUUID(), slug: "rl", name: "RL", settings: { rateLimits: { perPrincipal: 1200, perOrg: 100_000, windowSeconds: 86_400 } } });
+    const app = new Hono<AppEnv>();
+    app.use(async (c, next) => {
+      c.set("requestId", "r");
+      c.set("org", org);
+      c.set("principal", "key:busy");
+      await next();
+    });
+    app.use(rateLimit());
+    app.get("/ping", (c) => c.text("ok"));
+    const bindings = { ...env, RATE_LIMITER: counting } as unknown as Env;
+    const remaining: number[] = [];
+    let allowed = 0;
+    for (let i = 0; i < 1300; i++) {
+      const res = await app.request("http://rl.localhost/ping", {}, bindings);
+      if (res.status === 200) {
+        allowed++;
+        remaining.push(Number(res.headers.get("RateLimit-Remaining")));
+      } else expect(res.status).toBe(429);
+    }
+    expect(allowed).toBe(1200);
+    expect(remaining).toEqual(Array.from({ length: 1200 }, (_, i) => 1199 - i));
+    // 100 denials ask the object each time; the 1,200 allowed took far fewer than 1,200 RPCs.
+    expect(rpcs - 100).toBeLessThan(120);
+    clearRateLimitLeases();
+  });
+});
+
 describe("rate-limit middleware", () => {
   afterEach(() => {
     vi.restoreAllMocks();
