@@ -8,6 +8,7 @@
  * one object, so the schema is two small tables plus the run record in the sync KV.
  */
 import { DurableObject } from "cloudflare:workers";
+import type { AuditEntry } from "../src/audit/log";
 import { redactText } from "../src/audit/redact";
 import { db } from "../src/db/client";
 import { setRunStatus } from "../src/db/runs";
@@ -337,7 +338,20 @@ export class RunObject extends DurableObject<Env> implements RunRpc {
     const run = this.run;
     if (!run) return;
     try {
-      await setRunStatus(db(this.env), run.orgId, run.runId, status, error);
+      const audit: AuditEntry | undefined = run.audit && {
+        actor: run.initiatedBy ?? "system",
+        userId: run.userId ?? null,
+        runId: run.runId,
+        action: "agent.call",
+        resource: run.audit.resource,
+        outcome: status === "completed" ? "success" : "error",
+        durationMs: Date.now() - run.createdAt,
+        requestId: run.audit.requestId,
+        input: run.audit.input,
+        output: { status, ...(output !== null ? { text: output } : {}) },
+        ...(error !== null ? { error } : {}),
+      };
+      await setRunStatus(db(this.env), run.orgId, run.runId, status, error, audit);
     } catch (err) {
       // The run object stays the source of truth; the D1 summary catches up on the next write.
       console.error(`run ${run.runId}: D1 status update failed: ${errorText(err)}`);

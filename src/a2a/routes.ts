@@ -250,20 +250,19 @@ async function sendMessage(c: Context<AppEnv>, agent: AgentIndexEntry, dialect: 
   });
   const waitMs = req.returnImmediately ? 0 : config(c.env).runWaitTimeoutMs;
   const { userId } = actorOf(c);
-  const started = Date.now();
   const snapshot = await runStub(c.env, runId).start(
-    { runId, orgId: org.orgId, contextId, agent: ref, initiatedBy: c.get("principal"), userId, message: req.message },
+    {
+      runId,
+      orgId: org.orgId,
+      contextId,
+      agent: ref,
+      initiatedBy: c.get("principal"),
+      userId,
+      message: req.message,
+      audit: { resource: `/agents/${qualifiedName(agent)}`, requestId: c.get("requestId"), input: { message: req.message.parts, commit: agent.commitSha } },
+    },
     waitMs,
   );
-  auditRequest(c, {
-    action: "agent.call",
-    resource: `/agents/${qualifiedName(agent)}`,
-    runId,
-    outcome: snapshot.status === "failed" ? "error" : "success",
-    durationMs: Date.now() - started,
-    input: { message: req.message.parts, commit: agent.commitSha },
-    output: { status: snapshot.status, ...(snapshot.output !== null ? { text: snapshot.output } : {}), ...(snapshot.error ? { error: snapshot.error } : {}) },
-  });
   const task = renderTask(dialect, snapshot, req.historyLength);
   return dialect === "1.0" ? { task } : task;
 }

@@ -115,7 +115,12 @@ function toRow(orgId: string, entry: AuditEntry): AuditInsert {
  * must not fail because of auditing decides that itself (e.g. catch inside `waitUntil`).
  */
 export async function writeAudit(db: Db, orgId: string, entry: AuditEntry): Promise<void> {
-  await db.insert(auditLog).values(toRow(orgId, entry));
+  await auditStatement(db, orgId, entry);
+}
+
+/** The insert of one entry as a statement, to put in a `db.batch` with the write it records. */
+export function auditStatement(db: Db, orgId: string, entry: AuditEntry) {
+  return db.insert(auditLog).values(toRow(orgId, entry));
 }
 
 // D1 binds at most 100 parameters per statement; an audit row has 13 columns.

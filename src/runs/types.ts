@@ -32,6 +32,8 @@ export interface RunInit {
   /** The person behind the run (the user, or the creator of the API key), for audit rows. */
   userId?: string | null;
   message: StoredMessage;
+  /** What the `agent.call` audit row, written when the run settles, records. */
+  audit?: { resource: string; requestId: string | null; input: Json };
 }
 
 export interface RunEvent {
