@@ -239,7 +239,7 @@ async function sendMessage(c: Context<AppEnv>, agent: AgentIndexEntry, dialect: 
 
   const runId = crypto.randomUUID();
   const contextId = req.contextId ?? crypto.randomUUID();
-  const ref = { name: agent.name, repositoryId: agent.repositoryId, commit: agent.commitSha, path: agent.path };
+  const ref = { name: agent.name, repositoryId: agent.repositoryId, commit: agent.commitSha, path: agent.path, blobSha: agent.blobSha };
   await insertRun(db(c.env), org, {
     id: runId,
     contextId,

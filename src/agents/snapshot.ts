@@ -1,7 +1,11 @@
 /**
- * Repository snapshots in R2. A snapshot is immutable: one object per file under
- * `orgs/{org}/repos/{repo}/commits/{commit}/files/{path}` plus a manifest, so agents load
- * by commit and a cached copy never goes stale.
+ * Repository snapshots in R2. Files are stored content-addressed, once per repository:
+ *   orgs/{org}/repos/{repo}/blobs/{git blob sha}
+ * and each synced commit has an immutable manifest mapping its paths to blobs:
+ *   orgs/{org}/repos/{repo}/commits/{commit}/manifest.json
+ * So a sync writes only the blobs the previous commit did not have (one changed file: one
+ * put), and agents load by blob id: an entry never goes stale, and a warm executor reads
+ * nothing from R2 for an agent it has seen.
  */
 import { AppError } from "../errors";
 import { parseAgentFile, type AgentDefinition } from "./format";
@@ -11,6 +15,8 @@ export interface AgentRef {
   repositoryId: string;
   commit: string;
   path: string;
+  /** Git blob id of the agent file; without it the commit's manifest is consulted. */
+  blobSha?: string | undefined;
 }
 
 export interface SnapshotManifest {
@@ -19,33 +25,55 @@ export interface SnapshotManifest {
   files: Record<string, { sha: string; size: number }>;
 }
 
-export const snapshotPrefix = (orgId: string, repoId: string, commit: string) =>
-  `orgs/${orgId}/repos/${repoId}/commits/${commit}`;
-export const snapshotFileKey = (orgId: string, repoId: string, commit: string, path: string) =>
-  `${snapshotPrefix(orgId, repoId, commit)}/files/${path}`;
+export const repoPrefix = (orgId: string, repoId: string) => `orgs/${orgId}/repos/${repoId}/`;
+export const blobKey = (orgId: string, repoId: string, sha: string) => `${repoPrefix(orgId, repoId)}blobs/${sha}`;
 export const snapshotManifestKey = (orgId: string, repoId: string, commit: string) =>
-  `${snapshotPrefix(orgId, repoId, commit)}/manifest.json`;
+  `${repoPrefix(orgId, repoId)}commits/${commit}/manifest.json`;
 
-// Isolate cache of parsed agents. Keys include the commit, and snapshots never change, so
-// entries never go stale; the bound only caps memory. A warm executor makes no R2 read.
+// Isolate caches. Keys are content ids (blob sha, commit), so entries never go stale; the
+// bounds only cap memory.
 const MAX_CACHED_AGENTS = 1_000;
 const agentCache = new Map<string, AgentDefinition>();
+const MAX_CACHED_MANIFESTS = 50;
+const manifestCache = new Map<string, SnapshotManifest>();
 
-export async function loadAgent(bucket: R2Bucket, orgId: string, ref: AgentRef): Promise<AgentDefinition> {
-  const key = snapshotFileKey(orgId, ref.repositoryId, ref.commit, ref.path);
-  const cached = agentCache.get(key);
+function remember<V>(cache: Map<string, V>, max: number, key: string, value: V): void {
+  if (cache.size >= max) {
+    const oldest = cache.keys().next().value;
+    if (oldest !== undefined) cache.delete(oldest);
+  }
+  cache.set(key, value);
+}
+
+export async function readManifest(bucket: R2Bucket, orgId: string, repoId: string, commit: string): Promise<SnapshotManifest | null> {
+  const key = snapshotManifestKey(orgId, repoId, commit);
+  const cached = manifestCache.get(key);
   if (cached) return cached;
   const object = await bucket.get(key);
-  if (!object) throw new AppError("NOT_FOUND", `agent file ${ref.path} is missing from snapshot ${ref.commit}`);
+  if (!object) return null;
+  const manifest = (await object.json()) as SnapshotManifest;
+  remember(manifestCache, MAX_CACHED_MANIFESTS, key, manifest);
+  return manifest;
+}
+
+export async function loadAgent(bucket: R2Bucket, orgId: string, ref: AgentRef): Promise<AgentDefinition> {
+  let sha = ref.blobSha;
+  if (!sha) {
+    const manifest = await readManifest(bucket, orgId, ref.repositoryId, ref.commit);
+    sha = manifest?.files[ref.path]?.sha;
+    if (!sha) throw new AppError("NOT_FOUND", `agent file ${ref.path} is missing from snapshot ${ref.commit}`);
+  }
+  // The path is part of the key: it names the agent (`Name/prompt.md` vs `Other.md`).
+  const cacheKey = `${orgId}\u0000${ref.repositoryId}\u0000${sha}\u0000${ref.path}`;
+  const cached = agentCache.get(cacheKey);
+  if (cached) return cached;
+  const object = await bucket.get(blobKey(orgId, ref.repositoryId, sha));
+  if (!object) throw new AppError("NOT_FOUND", `agent file ${ref.path} (${sha}) is missing from the repository snapshot`);
   const parsed = parseAgentFile(ref.path, await object.text());
   if (!parsed.ok) {
     throw new AppError("UNPROCESSABLE", `agent ${ref.name} is invalid: ${parsed.error.message}`);
   }
-  if (agentCache.size >= MAX_CACHED_AGENTS) {
-    const oldest = agentCache.keys().next().value;
-    if (oldest !== undefined) agentCache.delete(oldest);
-  }
-  agentCache.set(key, parsed.agent);
+  remember(agentCache, MAX_CACHED_AGENTS, cacheKey, parsed.agent);
   return parsed.agent;
 }
 
@@ -55,6 +83,7 @@ export function agentCacheSize(): number {
 
 export function clearAgentCache(): void {
   agentCache.clear();
+  manifestCache.clear();
 }
 
 /** Git's blob id of a file (sha1 of "blob <len>\0<bytes>"), used for per-file change detection. */

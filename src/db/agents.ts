@@ -10,6 +10,8 @@ export interface AgentIndexEntry {
   repositoryName: string;
   isRoot: boolean;
   commitSha: string;
+  /** Git blob id of the agent file (loads it from the snapshot without the manifest). */
+  blobSha?: string;
   exposed: boolean;
   description: string;
   version: string | null;
@@ -31,6 +33,7 @@ const columns = {
   repositoryName: repositories.name,
   isRoot: repositories.isRoot,
   commitSha: agents.commitSha,
+  blobSha: agents.blobSha,
   exposed: agents.exposed,
   description: agents.description,
   version: agents.version,
@@ -115,6 +118,46 @@ export async function replaceRepositoryAgents(db: Db, scope: OrgScope, repositor
   );
   await db.batch([stale, ...upserts]);
   clearAgentLookupCache();
+}
+
+// 13 columns a row; D1 binds at most 100 parameters a statement.
+const UPSERT_ROWS = 7;
+
+/**
+ * Statements that bring a repository's agent index to `names` (every agent the new
+ * snapshot has), writing only `changed` entries (new or with a new blob) and deleting
+ * agents whose files are gone. For a `db.batch` with the repository's own update.
+ */
+export function agentIndexStatements(db: Db, scope: OrgScope, repositoryId: string, names: string[], changed: AgentUpsert[]) {
+  const scoped = and(eq(agents.orgId, scope.orgId), eq(agents.repositoryId, repositoryId));
+  const statements = [
+    db.delete(agents).where(and(scoped, sql`${agents.name} NOT IN (SELECT value FROM json_each(${JSON.stringify(names)}))`)),
+  ];
+  const now = Date.now();
+  for (let i = 0; i < changed.length; i += UPSERT_ROWS) {
+    const rows = changed.slice(i, i + UPSERT_ROWS).map((e) => ({ ...e, orgId: scope.orgId, repositoryId, updatedAt: now }));
+    statements.push(
+      db
+        .insert(agents)
+        .values(rows)
+        .onConflictDoUpdate({
+          target: [agents.repositoryId, agents.name],
+          set: {
+            path: sql`excluded.path`,
+            commitSha: sql`excluded.commit_sha`,
+            blobSha: sql`excluded.blob_sha`,
+            exposed: sql`excluded.exposed`,
+            description: sql`excluded.description`,
+            version: sql`excluded.version`,
+            model: sql`excluded.model`,
+            tags: sql`excluded.tags`,
+            card: sql`excluded.card`,
+            updatedAt: sql`excluded.updated_at`,
+          },
+        }) as unknown as (typeof statements)[number],
+    );
+  }
+  return statements;
 }
 
 export async function agentsOfRepository(db: Db, scope: OrgScope, repositoryIds: string[]): Promise<AgentRow[]> {

@@ -1,16 +1,27 @@
-import { and, eq } from "drizzle-orm";
+import { and, asc, eq, isNull, lt, or, sql } from "drizzle-orm";
 import type { Db } from "./client";
-import { repositories, type RepositoryRow } from "./schema";
+import { repositories, type RepositoryRow, type SyncProblem } from "./schema";
 import type { OrgScope } from "./scope";
 
 export type RepositoryInput = Pick<RepositoryRow, "name" | "gitUrl" | "branch" | "isRoot"> &
-  Partial<Pick<RepositoryRow, "credentialSecret" | "syncIntervalSeconds">>;
+  Partial<Pick<RepositoryRow, "credentialSecret" | "syncIntervalSeconds" | "webhookSecret">>;
 
 export async function getRepositoryByName(db: Db, scope: OrgScope, name: string): Promise<RepositoryRow | null> {
   const row = await db.query.repositories.findFirst({
     where: and(eq(repositories.orgId, scope.orgId), eq(repositories.name, name)),
   });
   return row ?? null;
+}
+
+export async function getRepository(db: Db, scope: OrgScope, id: string): Promise<RepositoryRow | null> {
+  const row = await db.query.repositories.findFirst({
+    where: and(eq(repositories.orgId, scope.orgId), eq(repositories.id, id)),
+  });
+  return row ?? null;
+}
+
+export async function listRepositories(db: Db, scope: OrgScope): Promise<RepositoryRow[]> {
+  return db.select().from(repositories).where(eq(repositories.orgId, scope.orgId)).orderBy(asc(repositories.name)).limit(1000);
 }
 
 /** Creates the repository if the org has none of that name; returns the stored row. */
@@ -24,10 +35,110 @@ export async function ensureRepository(db: Db, scope: OrgScope, input: Repositor
   return row;
 }
 
-export async function markRepositorySynced(db: Db, scope: OrgScope, repositoryId: string, commit: string): Promise<void> {
+/** Inserts a new repository; null if the org already has one of that name or URL and branch. */
+export async function insertRepository(db: Db, scope: OrgScope, id: string, input: RepositoryInput): Promise<RepositoryRow | null> {
+  const rows = await db
+    .insert(repositories)
+    .values({ id, orgId: scope.orgId, ...input, nextSyncAt: 0 })
+    .onConflictDoNothing()
+    .returning();
+  return rows[0] ?? null;
+}
+
+export async function updateRepository(
+  db: Db,
+  scope: OrgScope,
+  id: string,
+  patch: Partial<Pick<RepositoryRow, "name" | "gitUrl" | "branch" | "isRoot" | "credentialSecret" | "syncIntervalSeconds">>,
+): Promise<RepositoryRow | null> {
+  const rows = await db
+    .update(repositories)
+    .set({ ...patch, updatedAt: Date.now() })
+    .where(and(eq(repositories.orgId, scope.orgId), eq(repositories.id, id)))
+    .returning();
+  return rows[0] ?? null;
+}
+
+export async function deleteRepository(db: Db, scope: OrgScope, id: string): Promise<RepositoryRow | null> {
+  const rows = await db
+    .delete(repositories)
+    .where(and(eq(repositories.orgId, scope.orgId), eq(repositories.id, id)))
+    .returning();
+  return rows[0] ?? null;
+}
+
+/**
+ * Takes the repository's sync lease if no other sync holds it (or the holder's lease ran
+ * out, e.g. it crashed). One conditional UPDATE, so two syncs racing cannot both win.
+ * Returns the row as it was taken, or null (missing, or busy).
+ */
+export async function acquireSyncLease(db: Db, scope: OrgScope, id: string, leaseMs: number): Promise<RepositoryRow | null> {
+  const now = Date.now();
+  const rows = await db
+    .update(repositories)
+    .set({ syncStatus: "syncing", syncLeaseUntil: now + leaseMs })
+    .where(
+      and(
+        eq(repositories.orgId, scope.orgId),
+        eq(repositories.id, id),
+        or(isNull(repositories.syncLeaseUntil), lt(repositories.syncLeaseUntil, now)),
+      ),
+    )
+    .returning();
+  return rows[0] ?? null;
+}
+
+/** The statement that records a successful sync and releases the lease. */
+export function repositorySyncedStatement(db: Db, scope: OrgScope, id: string, commit: string, problems: SyncProblem[], intervalSeconds: number) {
+  const now = Date.now();
+  return db
+    .update(repositories)
+    .set({
+      syncStatus: "synced",
+      lastCommit: commit,
+      lastSyncedAt: now,
+      lastCheckedAt: now,
+      lastError: null,
+      syncProblems: problems,
+      syncLeaseUntil: null,
+      nextSyncAt: now + intervalSeconds * 1000,
+      updatedAt: now,
+    })
+    .where(and(eq(repositories.orgId, scope.orgId), eq(repositories.id, id)));
+}
+
+/** The remote is still at the synced commit: note the check and release the lease. */
+export async function markRepositoryUnchanged(db: Db, scope: OrgScope, id: string, intervalSeconds: number): Promise<void> {
   const now = Date.now();
   await db
     .update(repositories)
-    .set({ syncStatus: "synced", lastCommit: commit, lastSyncedAt: now, lastError: null, updatedAt: now })
-    .where(and(eq(repositories.orgId, scope.orgId), eq(repositories.id, repositoryId)));
+    .set({ syncStatus: "synced", lastCheckedAt: now, lastError: null, syncLeaseUntil: null, nextSyncAt: now + intervalSeconds * 1000 })
+    .where(and(eq(repositories.orgId, scope.orgId), eq(repositories.id, id)));
 }
+
+/** A failed sync: the last good snapshot stays; the error is recorded; retry after `retryMs`. */
+export async function markRepositoryFailed(db: Db, scope: OrgScope, id: string, error: string, retryMs: number): Promise<void> {
+  const now = Date.now();
+  await db
+    .update(repositories)
+    .set({ syncStatus: "error", lastCheckedAt: now, lastError: error.slice(0, 2000), syncLeaseUntil: null, nextSyncAt: now + retryMs, updatedAt: now })
+    .where(and(eq(repositories.orgId, scope.orgId), eq(repositories.id, id)));
+}
+
+/**
+ * For the cron sweep (all orgs): repositories whose next sync time has come. Each one's
+ * next time is pushed forward in the same statement, so overlapping sweeps do not queue
+ * a repository twice.
+ */
+export async function claimDueRepositories(db: Db, limit: number, pushMs: number): Promise<{ id: string; orgId: string }[]> {
+  const now = Date.now();
+  return db
+    .update(repositories)
+    .set({ nextSyncAt: sql`${now + pushMs}` })
+    .where(
+      sql`${repositories.id} IN (SELECT id FROM repositories WHERE next_sync_at <= ${now} AND git_url NOT LIKE 'seed:%' ORDER BY next_sync_at LIMIT ${limit})`,
+    )
+    .returning({ id: repositories.id, orgId: repositories.orgId });
+}
+
+
