@@ -16,6 +16,7 @@ export default defineConfig(async () => {
             TEST_OPENAI_URL: inject<string>("openaiUrl"),
             TEST_PERMISO_URL: inject<string>("permisoUrl"),
             KRATOS_URL: inject<string>("kratosUrl"),
+            TEST_GIT_URL: inject<string>("gitUrl"),
             SHAMAN_BOOTSTRAP_TOKEN: "test-bootstrap-token",
             SHAMAN_DEV_IDENTITY: "true",
           },

@@ -16,7 +16,7 @@ import { AppError, problemResponse } from "../src/errors";
 import type { RunRpc } from "../src/runs/stub";
 import {
   TERMINAL_RUN_STATUSES,
-  type Job,
+  type StepJob,
   type Json,
   type RunEvent,
   type RunEventType,
@@ -122,7 +122,7 @@ export class RunObject extends DurableObject<Env> implements RunRpc {
       this.append("run.created", null, { agent: init.agent.name, contextId: init.contextId, initiatedBy: init.initiatedBy });
       this.append("step.queued", stepId, { agent: init.agent.name, depth: 0, parentId: null });
       try {
-        await this.env.JOBS.send({ kind: "step", runId: init.runId, orgId: init.orgId, stepId } satisfies Job);
+        await this.env.JOBS.send({ kind: "step", runId: init.runId, orgId: init.orgId, stepId } satisfies StepJob);
       } catch (err) {
         this.settleRun("failed", null, `could not queue the run: ${errorText(err)}`);
         throw new AppError("UNAVAILABLE", "the run could not be queued; try again");

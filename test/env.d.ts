@@ -6,6 +6,7 @@ declare global {
       TEST_MIGRATIONS: D1Migration[];
       TEST_OPENAI_URL: string;
       TEST_PERMISO_URL: string;
+      TEST_GIT_URL: string;
     }
   }
 }
@@ -20,5 +21,7 @@ declare module "vitest" {
     exampleAgents: Record<string, string>;
     /** The Kratos-contract test server. */
     kratosUrl: string;
+    /** Base URL of the git smart-HTTP test server (test/servers/git.ts). */
+    gitUrl: string;
   }
 }

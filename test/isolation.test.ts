@@ -115,6 +115,28 @@ const ROUTES: RouteCase[] = [
   { method: "PUT", pattern: "/secrets/:name", kind: "org", body: () => ({ value: "v" }) },
   { method: "DELETE", pattern: "/secrets/:name", kind: "org", other: () => `/secrets/${fx.bSecret}`, missing: () => "/secrets/NO_SUCH_SECRET" },
   { method: "GET", pattern: "/audit", kind: "org", leaks: () => [fx.bRun, fx.b.org.id] },
+  { method: "GET", pattern: "/repositories", kind: "org", leaks: () => [fx.b.repository.id] },
+  { method: "POST", pattern: "/repositories", kind: "org", body: () => ({ name: "x", gitUrl: "https://example.com/x.git", sync: false }) },
+  ...(["GET /repositories/:id", "PATCH /repositories/:id", "DELETE /repositories/:id", "POST /repositories/:id/sync", "POST /repositories/:id/webhook-secret", "GET /repositories/:id/agents"].map((r) => {
+    const [method, pattern] = r.split(" ") as [string, string];
+    const suffix = pattern.slice("/repositories/:id".length);
+    return {
+      method,
+      pattern,
+      kind: "org" as const,
+      other: () => `/repositories/${fx.b.repository.id}${suffix}`,
+      missing: () => `/repositories/${MISSING_UUID}${suffix}`,
+      ...(method === "PATCH" ? { body: () => ({ isRoot: false }) } : method === "POST" ? { body: () => ({}) } : {}),
+    };
+  })),
+  {
+    method: "POST",
+    pattern: "/webhooks/git/:repositoryId",
+    kind: "org",
+    other: () => `/webhooks/git/${fx.b.repository.id}`,
+    missing: () => `/webhooks/git/${MISSING_UUID}`,
+    body: () => ({ ref: "refs/heads/main" }),
+  },
 ];
 
 /** A request to an org route with a chosen credential (`null`: none). */
@@ -154,6 +176,7 @@ function asMissing<T>(o: T): T {
     [fx.bRun, MISSING_UUID],
     [fx.bKeyId, MISSING_UUID],
     [fx.bSecret, "NO_SUCH_SECRET"],
+    [fx.b.repository.id, MISSING_UUID],
   ];
   for (const [from, to] of swaps) text = text.split(from).join(to);
   return JSON.parse(text) as T;
@@ -252,6 +275,9 @@ describe("another org's resources answer exactly like missing ones", () => {
     expect(aList.filter((s: any) => s.name === fx.bSecret)).toHaveLength(1);
     expect((await orgFetch(A, `/secrets/${fx.bSecret}`, { method: "DELETE" })).status).toBe(204);
     expect(((await (await orgFetch(B, "/secrets")).json()) as any).secrets.map((s: any) => s.name)).toContain(fx.bSecret);
+    // After every attempt above, B's repository and agents are intact.
+    expect((await orgFetch(B, `/repositories/${fx.b.repository.id}`)).status).toBe(200);
+    expect((await rpc(B, "BetaOnly", sendMessage("still mine?"))).status).toBe(200);
   });
 
   it("an unknown subdomain and an org the caller is not a member of look the same", async () => {

@@ -12,7 +12,9 @@ import { AppError } from "../src/errors";
 import { modelConfigFromEnv, resolveModel, type ModelConfig } from "../src/llm/registry";
 import { cachedSecret } from "../src/secrets/cache";
 import { runStub } from "../src/runs/stub";
-import type { Job, StepContext, StepResult, StoredMessage } from "../src/runs/types";
+import { orgById } from "../src/db/orgs";
+import { syncRepository } from "../src/repos/sync";
+import type { Job, StepContext, StepResult, StoredMessage, SyncJob } from "../src/runs/types";
 
 /** Must match `max_retries` + 1 in wrangler.toml. */
 export const MAX_ATTEMPTS = 4;
@@ -50,6 +52,7 @@ export async function handleJobs(batch: MessageBatch<Job>, env: Env): Promise<vo
 
 async function handleJob(message: Message<Job>, env: Env, audit: AuditBuffer): Promise<void> {
   const job = message.body;
+  if (job?.kind === "sync") return handleSync(message as Message<SyncJob>, env);
   if (!job || job.kind !== "step" || typeof job.runId !== "string" || typeof job.stepId !== "string") {
     console.error("executor: dropping malformed job");
     message.ack();
@@ -116,6 +119,33 @@ export async function orgModelConfig(env: Env, orgId: string): Promise<ModelConf
 }
 
 type AuditSink = (entry: Omit<AuditEntry, "actor">) => void;
+
+/**
+ * A repository sync asked for by a webhook or the sweep. The sync records its own failures
+ * on the repository (and the sweep retries them), so the message is acked either way; only
+ * an error before the sync could record anything (D1 unreachable) goes back to the queue.
+ */
+async function handleSync(message: Message<SyncJob>, env: Env): Promise<void> {
+  const job = message.body;
+  try {
+    const scope = typeof job.orgId === "string" ? await orgById(db(env), job.orgId) : null;
+    if (!scope || typeof job.repositoryId !== "string") {
+      message.ack();
+      return;
+    }
+    const outcome = await syncRepository(env, scope, job.repositoryId, { trigger: job.trigger, actor: job.trigger === "webhook" ? "webhook" : "system" });
+    if (outcome.status === "failed") console.warn(`sync ${scope.slug}/${job.repositoryId} (${job.trigger}): ${outcome.error?.message ?? "failed"}`);
+    message.ack();
+  } catch (err) {
+    if (err instanceof AppError && err.code === "NOT_FOUND") {
+      message.ack(); // the repository was removed meanwhile
+      return;
+    }
+    console.error(`executor: sync job ${job.repositoryId} failed: ${errorText(err)}`);
+    if (message.attempts < MAX_ATTEMPTS) message.retry({ delaySeconds: backoffSeconds(message.attempts) });
+    else message.ack();
+  }
+}
 
 export async function runStep(ctx: StepContext, env: Env, audit: AuditSink = () => {}): Promise<StepResult> {
   const [agent, cfg] = await Promise.all([loadAgent(env.SNAPSHOTS, ctx.orgId, ctx.agent), orgModelConfig(env, ctx.orgId)]);

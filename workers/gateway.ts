@@ -15,6 +15,8 @@ import { rateLimit } from "../src/http/rate-limit";
 import { runRoutes } from "../src/runs/routes";
 import { apiKeyRoutes } from "../src/api/api-keys";
 import { auditRoutes } from "../src/api/audit";
+import { repositoryRoutes } from "../src/api/repositories";
+import { webhookRoutes } from "../src/repos/webhooks";
 import { secretRoutes } from "../src/api/secrets";
 import { auditRequest } from "../src/audit/http";
 
@@ -60,6 +62,8 @@ export function createApp(): Hono<AppEnv> {
   const org = new Hono<AppEnv>();
   org.use(resolveOrg());
   org.use(auditDenials);
+  // Webhooks prove themselves with a signature, not a user credential: before authenticate().
+  org.route("/webhooks", webhookRoutes);
   org.use(authenticate());
   org.use(rateLimit());
   org.route("/a2a", a2aRoutes);
@@ -67,6 +71,7 @@ export function createApp(): Hono<AppEnv> {
   org.route("/api-keys", apiKeyRoutes);
   org.route("/secrets", secretRoutes);
   org.route("/audit", auditRoutes);
+  org.route("/repositories", repositoryRoutes);
 
   app.route("/_org/:org", org);
   app.route("/", org);

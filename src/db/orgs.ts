@@ -31,6 +31,15 @@ export async function orgBySlug(db: Db, slug: string): Promise<OrgScope | null> 
   return scope;
 }
 
+/**
+ * The org of an id taken from internal state (a queue job, a repository row), never from
+ * a caller: for background work that starts without a request.
+ */
+export async function orgById(db: Db, id: string): Promise<OrgScope | null> {
+  const row = await db.query.orgs.findFirst({ columns: { id: true, slug: true, name: true, settings: true }, where: eq(orgs.id, id) });
+  return row ? scopeOf(row) : null;
+}
+
 /** Creates an org (or returns the existing one with that slug). */
 export async function ensureOrg(db: Db, input: { slug: string; name: string; id?: string }): Promise<OrgScope> {
   if (!isValidSlug(input.slug)) throw new Error(`invalid org slug: ${input.slug}`);

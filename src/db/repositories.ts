@@ -49,7 +49,7 @@ export async function updateRepository(
   db: Db,
   scope: OrgScope,
   id: string,
-  patch: Partial<Pick<RepositoryRow, "name" | "gitUrl" | "branch" | "isRoot" | "credentialSecret" | "syncIntervalSeconds">>,
+  patch: Partial<Pick<RepositoryRow, "name" | "gitUrl" | "branch" | "isRoot" | "credentialSecret" | "syncIntervalSeconds" | "webhookSecret" | "nextSyncAt">>,
 ): Promise<RepositoryRow | null> {
   const rows = await db
     .update(repositories)

@@ -105,10 +105,20 @@ export interface StepResult {
   usage?: { inputTokens?: number | undefined; outputTokens?: number | undefined };
 }
 
-/** The queue message: a pointer to a step; the run object holds everything else. */
-export interface Job {
+/** A queue message for a run: a pointer to a step; the run object holds everything else. */
+export interface StepJob {
   kind: "step";
   runId: string;
   orgId: string;
   stepId: string;
 }
+
+/** A queue message asking for a repository sync (webhook deliveries, the cron sweep). */
+export interface SyncJob {
+  kind: "sync";
+  orgId: string;
+  repositoryId: string;
+  trigger: "webhook" | "schedule";
+}
+
+export type Job = StepJob | SyncJob;

@@ -1,6 +1,7 @@
 import { readdirSync, readFileSync } from "node:fs";
 import { join, relative } from "node:path";
 import type { TestProject } from "vitest/node";
+import { startGitServer } from "../servers/git";
 import { startKratos } from "../servers/kratos";
 import { startOpenAICompatible } from "../servers/openai-compatible";
 import { startPermiso } from "../servers/permiso";
@@ -28,9 +29,12 @@ export default async function setup(project: TestProject) {
   project.provide("exampleAgents", readTree("examples/agents"));
   const kratos = await startKratos();
   project.provide("kratosUrl", kratos.url);
+  const git = await startGitServer();
+  project.provide("gitUrl", git.url);
   return async () => {
     await openai.close();
     await permiso.close();
     await kratos.close();
+    await git.close();
   };
 }

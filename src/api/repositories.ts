@@ -1,0 +1,247 @@
+/**
+ * The org's agent repositories:
+ *   GET    /repositories                       list
+ *   POST   /repositories                       register (and sync at once unless "sync": false)
+ *   GET    /repositories/{id}                  one, with sync status, last error and per-file problems
+ *   PATCH  /repositories/{id}                  change URL, branch, root flag, credential, interval
+ *   DELETE /repositories/{id}                  remove it, its agents and its snapshots
+ *   POST   /repositories/{id}/sync             sync now (`?force=true` re-imports an unchanged head)
+ *   POST   /repositories/{id}/webhook-secret   rotate the push-webhook secret (shown once)
+ *   GET    /repositories/{id}/agents           its agents, private ones included
+ * Permissions: `read`/`write` on `/repositories/{id}` (`/repositories/*` to list and add).
+ */
+import { Hono, type Context } from "hono";
+import { z } from "zod";
+import { actorOf, auditRequest } from "../audit/http";
+import { authorize, isAllowed } from "../auth/authorize";
+import { repoPrefix } from "../agents/snapshot";
+import { config } from "../config";
+import { agentsOfRepository } from "../db/agents";
+import { db } from "../db/client";
+import { deleteRepository, getRepository, insertRepository, listRepositories, updateRepository } from "../db/repositories";
+import type { RepositoryRow } from "../db/schema";
+import { AppError } from "../errors";
+import { GitError } from "../git/errors";
+import { validateGitUrl } from "../git/url";
+import type { AppEnv } from "../http/app-env";
+import { jsonBody } from "../http/body";
+import { syncRepository, type SyncOutcome } from "../repos/sync";
+import { deleteSecret, putSecret, readSecret, SECRET_NAME } from "../secrets/store";
+
+const REPO_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$/;
+const REPO_ID = /^[0-9a-f-]{36}$/;
+const MIN_INTERVAL = 60;
+const MAX_INTERVAL = 7 * 86_400;
+
+const fields = {
+  name: z.string().regex(REPO_NAME, "letters, digits, '.', '_' or '-' (up to 100), starting with a letter or digit"),
+  gitUrl: z.string().min(1).max(2048),
+  branch: z
+    .string()
+    .min(1)
+    .max(255)
+    .regex(/^(?!\/|.*\/\/|.*\.\.|.*@\{|.*\.lock$)[^\s~^:?*[\\\x00-\x1f\x7f]+(?<!\/|\.)$/, "not a valid git branch name"),
+  isRoot: z.boolean(),
+  credentialSecret: z.string().regex(SECRET_NAME, "not a valid secret name").nullable(),
+  syncIntervalSeconds: z.number().int().min(MIN_INTERVAL).max(MAX_INTERVAL),
+};
+
+const CreateRepository = z
+  .object({
+    name: fields.name,
+    gitUrl: fields.gitUrl,
+    branch: fields.branch.default("main"),
+    isRoot: fields.isRoot.default(false),
+    credentialSecret: fields.credentialSecret.optional(),
+    syncIntervalSeconds: fields.syncIntervalSeconds.default(300),
+    sync: z.boolean().default(true),
+  })
+  .strict();
+
+const UpdateRepository = z
+  .object({
+    name: fields.name,
+    gitUrl: fields.gitUrl,
+    branch: fields.branch,
+    isRoot: fields.isRoot,
+    credentialSecret: fields.credentialSecret,
+    syncIntervalSeconds: fields.syncIntervalSeconds,
+  })
+  .partial()
+  .strict();
+
+export const repositoryRoutes = new Hono<AppEnv>();
+
+const notFound = () => new AppError("NOT_FOUND", "Repository not found");
+
+function baseUrl(c: Context<AppEnv>): string {
+  const url = new URL(c.req.url);
+  const org = c.req.param("org");
+  return `${url.protocol}//${url.host}${org ? `/_org/${org}` : ""}`;
+}
+
+export function repositoryView(c: Context<AppEnv>, r: RepositoryRow) {
+  return {
+    id: r.id,
+    name: r.name,
+    gitUrl: r.gitUrl,
+    branch: r.branch,
+    isRoot: r.isRoot,
+    credentialSecret: r.credentialSecret,
+    syncIntervalSeconds: r.syncIntervalSeconds,
+    syncStatus: r.syncStatus,
+    lastCommit: r.lastCommit,
+    lastSyncedAt: r.lastSyncedAt ? new Date(r.lastSyncedAt).toISOString() : null,
+    lastCheckedAt: r.lastCheckedAt ? new Date(r.lastCheckedAt).toISOString() : null,
+    lastError: r.lastError,
+    problems: r.syncProblems,
+    webhookUrl: `${baseUrl(c)}/webhooks/git/${r.id}`,
+    createdAt: new Date(r.createdAt).toISOString(),
+  };
+}
+
+function checkUrl(c: Context<AppEnv>, raw: string): string {
+  try {
+    return validateGitUrl(raw, { allowPrivateNetwork: !config(c.env).production }).href;
+  } catch (err) {
+    if (err instanceof GitError) throw new AppError("BAD_REQUEST", `gitUrl: ${err.message}`);
+    throw err;
+  }
+}
+
+async function checkCredential(c: Context<AppEnv>, name: string | null | undefined): Promise<void> {
+  if (!name) return;
+  if ((await readSecret(db(c.env), c.env, c.get("org").orgId, name)) === null) {
+    throw new AppError("UNPROCESSABLE", `credentialSecret: the org has no secret named '${name}' (PUT /secrets/${name} first)`);
+  }
+}
+
+function newWebhookSecret(): string {
+  const bytes = crypto.getRandomValues(new Uint8Array(32));
+  return btoa(String.fromCharCode(...bytes)).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+}
+
+const webhookSecretName = (id: string) => `webhook.${id}`;
+
+async function repoFor(c: Context<AppEnv>, action: "read" | "write" | "admin"): Promise<RepositoryRow> {
+  const id = c.req.param("id") ?? "";
+  await authorize(c, `/repositories/${id}`, action);
+  const repo = REPO_ID.test(id) ? await getRepository(db(c.env), c.get("org"), id) : null;
+  if (!repo) throw notFound();
+  return repo;
+}
+
+async function runSync(c: Context<AppEnv>, repo: RepositoryRow, trigger: "api" | "create", force = false): Promise<SyncOutcome> {
+  const who = actorOf(c);
+  return syncRepository(c.env, c.get("org"), repo.id, { trigger, actor: who.actor, userId: who.userId, requestId: c.get("requestId"), force });
+}
+
+repositoryRoutes.get("/", async (c) => {
+  await authorize(c, "/repositories/*", "read");
+  const all = await listRepositories(db(c.env), c.get("org"));
+  const visible = await Promise.all(all.map((r) => isAllowed(c, `/repositories/${r.id}`, "read")));
+  return c.json({ repositories: all.filter((_, i) => visible[i]).map((r) => repositoryView(c, r)) });
+});
+
+repositoryRoutes.post("/", async (c) => {
+  await authorize(c, "/repositories/*", "write");
+  const body = await jsonBody(c, CreateRepository);
+  const gitUrl = checkUrl(c, body.gitUrl);
+  await checkCredential(c, body.credentialSecret);
+  const org = c.get("org");
+  const d = db(c.env);
+  const id = crypto.randomUUID();
+  const row = await insertRepository(d, org, id, {
+    name: body.name,
+    gitUrl,
+    branch: body.branch,
+    isRoot: body.isRoot,
+    credentialSecret: body.credentialSecret ?? null,
+    syncIntervalSeconds: body.syncIntervalSeconds,
+    webhookSecret: webhookSecretName(id),
+  });
+  if (!row) throw new AppError("CONFLICT", `the org already has a repository named '${body.name}' or one for ${gitUrl} on branch ${body.branch}`);
+  const secret = newWebhookSecret();
+  await putSecret(d, c.env, org, webhookSecretName(id), secret);
+  auditRequest(c, {
+    action: "repository.create",
+    resource: `/repositories/${id}`,
+    outcome: "success",
+    input: { name: body.name, gitUrl, branch: body.branch, isRoot: body.isRoot, credentialSecret: body.credentialSecret ?? null },
+  });
+  const sync = body.sync ? await runSync(c, row, "create") : null;
+  const current = (await getRepository(d, org, id)) ?? row;
+  return c.json({ repository: repositoryView(c, current), webhook: { url: `${baseUrl(c)}/webhooks/git/${id}`, secret }, ...(sync ? { sync } : {}) }, 201);
+});
+
+repositoryRoutes.get("/:id", async (c) => c.json({ repository: repositoryView(c, await repoFor(c, "read")) }));
+
+repositoryRoutes.patch("/:id", async (c) => {
+  const repo = await repoFor(c, "write");
+  const patch = await jsonBody(c, UpdateRepository);
+  const changes: Parameters<typeof updateRepository>[3] = { ...patch };
+  if (patch.gitUrl !== undefined) changes.gitUrl = checkUrl(c, patch.gitUrl);
+  if (patch.credentialSecret) await checkCredential(c, patch.credentialSecret);
+  const moved = (changes.gitUrl !== undefined && changes.gitUrl !== repo.gitUrl) || (patch.branch !== undefined && patch.branch !== repo.branch);
+  let updated: RepositoryRow | null;
+  try {
+    updated = await updateRepository(db(c.env), c.get("org"), repo.id, { ...changes, ...(moved ? { nextSyncAt: 0 } : {}) });
+  } catch (err) {
+    if (err instanceof Error && /UNIQUE/i.test(err.message + String((err as { cause?: unknown }).cause ?? ""))) {
+      throw new AppError("CONFLICT", "another repository of the org has that name, or that URL and branch");
+    }
+    throw err;
+  }
+  if (!updated) throw notFound();
+  auditRequest(c, { action: "repository.update", resource: `/repositories/${repo.id}`, outcome: "success", input: patch });
+  return c.json({ repository: repositoryView(c, updated) });
+});
+
+repositoryRoutes.delete("/:id", async (c) => {
+  const repo = await repoFor(c, "write");
+  const org = c.get("org");
+  const d = db(c.env);
+  if (!(await deleteRepository(d, org, repo.id))) throw notFound();
+  if (repo.webhookSecret) await deleteSecret(d, org, repo.webhookSecret);
+  auditRequest(c, { action: "repository.delete", resource: `/repositories/${repo.id}`, outcome: "success", input: { name: repo.name, gitUrl: repo.gitUrl } });
+  // The snapshots go after the response; nothing refers to them any more.
+  c.executionCtx.waitUntil(deletePrefix(c.env.SNAPSHOTS, repoPrefix(org.orgId, repo.id)).catch((e: unknown) => console.error(`deleting snapshots of ${repo.id}: ${String(e)}`)));
+  return c.body(null, 204);
+});
+
+repositoryRoutes.post("/:id/sync", async (c) => {
+  const repo = await repoFor(c, "write");
+  const outcome = await runSync(c, repo, "api", c.req.query("force") === "true");
+  if (outcome.status === "busy") throw new AppError("CONFLICT", "a sync of this repository is already running; try again shortly");
+  const current = (await getRepository(db(c.env), c.get("org"), repo.id)) ?? repo;
+  return c.json({ repository: repositoryView(c, current), sync: outcome });
+});
+
+repositoryRoutes.post("/:id/webhook-secret", async (c) => {
+  const repo = await repoFor(c, "admin");
+  const secret = newWebhookSecret();
+  const name = repo.webhookSecret ?? webhookSecretName(repo.id);
+  await putSecret(db(c.env), c.env, c.get("org"), name, secret);
+  if (!repo.webhookSecret) await updateRepository(db(c.env), c.get("org"), repo.id, { webhookSecret: name });
+  auditRequest(c, { action: "repository.webhook_rotate", resource: `/repositories/${repo.id}`, outcome: "success" });
+  return c.json({ webhook: { url: `${baseUrl(c)}/webhooks/git/${repo.id}`, secret } });
+});
+
+repositoryRoutes.get("/:id/agents", async (c) => {
+  const repo = await repoFor(c, "read");
+  const rows = await agentsOfRepository(db(c.env), c.get("org"), [repo.id]);
+  return c.json({
+    agents: rows
+      .map((a) => ({ name: a.name, path: a.path, exposed: a.exposed, description: a.description, model: a.model, commit: a.commitSha, blobSha: a.blobSha }))
+      .sort((a, b) => a.name.localeCompare(b.name)),
+  });
+});
+
+async function deletePrefix(bucket: R2Bucket, prefix: string): Promise<void> {
+  let cursor: string | undefined;
+  do {
+    const page = await bucket.list({ prefix, ...(cursor ? { cursor } : {}), limit: 1000 });
+    if (page.objects.length) await bucket.delete(page.objects.map((o) => o.key));
+    cursor = page.truncated ? page.cursor : undefined;
+  } while (cursor);
+}

@@ -1,0 +1,314 @@
+/**
+ * Repository sync end to end, against a real git smart-HTTP server (`git http-backend`
+ * behind a small Node server started by globalSetup): registration, first sync, unchanged
+ * resync, changed and deleted files, broken frontmatter, force-push, an outage, a private
+ * repository, webhooks and the cron sweep.
+ */
+import { env } from "cloudflare:workers";
+import { beforeAll, describe, expect, it } from "vitest";
+import { db } from "../src/db/client";
+import { acquireSyncLease } from "../src/db/repositories";
+import { orgBySlug } from "../src/db/orgs";
+import { sweepRepositories } from "../workers/sync";
+import { bootstrapOrg, exampleAgents, orgFetch, rpc, sendMessage } from "./helpers";
+
+const ORG = "gitsync";
+const gitUrl = () => env.TEST_GIT_URL;
+
+async function admin(path: string, body?: unknown): Promise<any> {
+  const res = await fetch(`${gitUrl()}/__admin/${path}`, body === undefined ? {} : { method: "POST", body: JSON.stringify(body), headers: { "content-type": "application/json" } });
+  if (!res.ok) throw new Error(`git admin ${path}: ${res.status} ${await res.text()}`);
+  return res.json();
+}
+const stats = (repo: string) => admin(`stats?repo=${encodeURIComponent(repo)}`);
+
+const post = (path: string, body: unknown, headers: Record<string, string> = {}) =>
+  orgFetch(ORG, path, { method: "POST", headers: { "content-type": "application/json", ...headers }, body: JSON.stringify(body) });
+
+async function register(name: string, repoUrl: string, extra: Record<string, unknown> = {}) {
+  const res = await post("/repositories", { name, gitUrl: repoUrl, isRoot: false, ...extra });
+  return { status: res.status, body: (await res.json()) as any };
+}
+
+async function sync(id: string, query = "") {
+  const res = await post(`/repositories/${id}/sync${query}`, {});
+  return { status: res.status, body: (await res.json()) as any };
+}
+
+async function repoAgents(id: string): Promise<any[]> {
+  return ((await (await orgFetch(ORG, `/repositories/${id}/agents`)).json()) as any).agents;
+}
+
+async function until<T>(fn: () => Promise<T>, ok: (v: T) => boolean, ms = 10_000): Promise<T> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = await fn();
+    if (ok(v) || Date.now() > end) return v;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+async function hmac(secret: string, body: string): Promise<string> {
+  const key = await crypto.subtle.importKey("raw", new TextEncoder().encode(secret), { name: "HMAC", hash: "SHA-256" }, false, ["sign"]);
+  const mac = new Uint8Array(await crypto.subtle.sign("HMAC", key, new TextEncoder().encode(body)));
+  return [...mac].map((b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+const agentFile = (description: string, body = "You help.", exposed = true) => `---\ndescription: ${description}\nexposed: ${exposed}\n---\n${body}\n`;
+
+beforeAll(async () => {
+  await bootstrapOrg(ORG);
+});
+
+describe("registering and syncing a repository", () => {
+  let repoId = "";
+  let url = "";
+
+  it("first sync imports every agent and agents.json; the agents answer over A2A", async () => {
+    const created = await admin("repos", {
+      name: "gitsync/main",
+      files: { ...exampleAgents(), "agents.json": JSON.stringify({ agents: { Invoices: { path: "ProcessInvoice" } } }) },
+    });
+    url = created.url;
+    const { status, body } = await register("main", url, { isRoot: true });
+    expect(status).toBe(201);
+    repoId = body.repository.id;
+    expect(body.sync).toMatchObject({ status: "synced", commit: created.head });
+    expect(body.sync.result.agents).toEqual(["ProcessInvoice", "Summarize", "ValidateData"]);
+    expect(body.sync.result.aliases).toBe(1);
+    expect(body.repository).toMatchObject({ syncStatus: "synced", lastCommit: created.head, lastError: null });
+    expect(body.webhook.secret).toMatch(/^[A-Za-z0-9_-]{40,}$/);
+
+    const call = await rpc(ORG, "ProcessInvoice", sendMessage("Invoice 5 from Hooli, total 10 USD"));
+    expect(call.status).toBe(200);
+    expect(call.body.result.task.status.state).toBe("TASK_STATE_COMPLETED");
+    const listed = await repoAgents(repoId);
+    expect(listed.map((a) => a.name)).toEqual(["ProcessInvoice", "Summarize", "ValidateData"]);
+    expect(listed.find((a) => a.name === "ValidateData").exposed).toBe(false);
+  });
+
+  it("an unchanged resync asks only for the head (no pack download) and writes nothing", async () => {
+    const before = await stats("gitsync/main");
+    const { status, body } = await sync(repoId);
+    expect(status).toBe(200);
+    expect(body.sync.status).toBe("unchanged");
+    const after = await stats("gitsync/main");
+    expect(after["info-refs"] - before["info-refs"]).toBe(1);
+    expect(after["upload-pack"]).toBe(before["upload-pack"]);
+  });
+
+  it("one changed file: only that agent is re-indexed and only its blob is uploaded", async () => {
+    const { head } = await admin("repos/gitsync/main/commit", { files: { "Summarize/prompt.md": agentFile("Summarises anything, now shorter") } });
+    const { body } = await sync(repoId);
+    expect(body.sync).toMatchObject({ status: "synced", commit: head });
+    expect(body.sync.result.changed).toEqual(["Summarize"]);
+    expect(body.sync.result.removed).toEqual([]);
+    expect(body.sync.result.blobsWritten).toBe(1);
+    const card = (await (await orgFetch(ORG, "/a2a/agents/Summarize/.well-known/agent-card.json")).json()) as any;
+    expect(card.description).toBe("Summarises anything, now shorter");
+  });
+
+  it("a deleted agent file removes the agent", async () => {
+    await admin("repos/gitsync/main/commit", { files: { "Summarize/prompt.md": null } });
+    const { body } = await sync(repoId);
+    expect(body.sync.result.removed).toEqual(["Summarize"]);
+    expect((await repoAgents(repoId)).map((a) => a.name)).toEqual(["ProcessInvoice", "ValidateData"]);
+    const gone = await rpc(ORG, "Summarize", sendMessage("x"));
+    expect(gone.status).toBe(404);
+  });
+
+  it("broken frontmatter is a per-file error with its line; the other agents still sync", async () => {
+    await admin("repos/gitsync/main/commit", {
+      files: {
+        "Broken/prompt.md": "---\ndescription: fine\nexposed: [unclosed\n---\nBody\n",
+        "Typo/prompt.md": "---\ndescription: has an unknown field\nexposd: true\n---\nBody\n",
+        "Fresh/prompt.md": agentFile("a new one"),
+      },
+    });
+    const { body } = await sync(repoId);
+    expect(body.sync.status).toBe("synced");
+    expect(body.sync.result.agents).toEqual(["Fresh", "ProcessInvoice", "Typo", "ValidateData"]);
+    const broken = body.repository.problems.find((p: any) => p.path === "Broken/prompt.md");
+    expect(broken).toMatchObject({ severity: "error", line: expect.any(Number) });
+    expect(broken.message).toMatch(/YAML/i);
+    expect(body.repository.problems.find((p: any) => p.path === "Typo/prompt.md")).toMatchObject({ severity: "warning", message: expect.stringContaining("exposd") });
+  });
+
+  it("a force-push replaces the snapshot with the new history", async () => {
+    const { head } = await admin("repos/gitsync/main/force-push", { files: { "Solo/prompt.md": agentFile("the only one") } });
+    const { body } = await sync(repoId);
+    expect(body.sync).toMatchObject({ status: "synced", commit: head });
+    expect(body.sync.result.agents).toEqual(["Solo"]);
+    expect(body.sync.result.removed).toEqual(["Fresh", "ProcessInvoice", "Typo", "ValidateData"]);
+    expect(body.repository.problems).toEqual([]);
+    expect((await rpc(ORG, "Solo", sendMessage("hi"))).body.result.task.status.state).toBe("TASK_STATE_COMPLETED");
+  });
+
+  it("a remote that is down fails the sync, keeps the last good snapshot, and recovers", async () => {
+    await admin("repos/gitsync/main/commit", { files: { "Solo/prompt.md": agentFile("changed while down") } });
+    await admin("down", { down: true, repo: "gitsync/main" });
+    try {
+      const { status, body } = await sync(repoId);
+      expect(status).toBe(200);
+      expect(body.sync).toMatchObject({ status: "failed", error: { code: "unreachable" } });
+      expect(body.repository.syncStatus).toBe("error");
+      expect(body.repository.lastError).toMatch(/^unreachable: /);
+      // The last good snapshot still serves.
+      expect((await rpc(ORG, "Solo", sendMessage("still there?"))).body.result.task.status.state).toBe("TASK_STATE_COMPLETED");
+    } finally {
+      await admin("down", { down: false, repo: "gitsync/main" });
+    }
+    const { body } = await sync(repoId);
+    expect(body.sync.status).toBe("synced");
+    expect(body.repository).toMatchObject({ syncStatus: "synced", lastError: null });
+  });
+
+  it("a sync already running makes another one answer 409 and do nothing", async () => {
+    const scope = (await orgBySlug(db(env), ORG))!;
+    expect(await acquireSyncLease(db(env), scope, repoId, 60_000)).not.toBeNull();
+    const { status, body } = await sync(repoId);
+    expect(status).toBe(409);
+    expect(body.detail).toContain("already running");
+    // A crashed holder's lease runs out; then syncs work again.
+    await env.DB.prepare("UPDATE repositories SET sync_lease_until = 1 WHERE id = ?").bind(repoId).run();
+    expect((await sync(repoId)).status).toBe(200);
+  });
+
+  it("push webhooks: GitHub, GitLab and generic signatures queue a sync; bad ones are refused alike", async () => {
+    const rotated = (await (await post(`/repositories/${repoId}/webhook-secret`, {})).json()) as any;
+    const secret = rotated.webhook.secret as string;
+    const { head } = await admin("repos/gitsync/main/commit", { files: { "Hooked/prompt.md": agentFile("came by webhook") } });
+    const payload = JSON.stringify({ ref: "refs/heads/main", after: head });
+    const hook = (headers: Record<string, string>, body = payload, id = repoId) =>
+      orgFetch(ORG, `/webhooks/git/${id}`, { method: "POST", headers: { "content-type": "application/json", authorization: "", ...headers }, body });
+
+    const bad = await hook({ "x-hub-signature-256": `sha256=${"0".repeat(64)}`, "x-github-event": "push" });
+    const missing = await hook({ "x-hub-signature-256": `sha256=${await hmac(secret, payload)}` }, payload, crypto.randomUUID());
+    const unsigned = await hook({});
+    expect(bad.status).toBe(401);
+    const strip = async (r: Response) => {
+      const b = (await r.json()) as any;
+      delete b.requestId;
+      return { status: r.status, b };
+    };
+    const [badBody, missingBody, unsignedBody] = await Promise.all([strip(bad), strip(missing), strip(unsigned)]);
+    expect(missingBody).toEqual(badBody);
+    expect(unsignedBody).toEqual(badBody);
+
+    const ok = await hook({ "x-hub-signature-256": `sha256=${await hmac(secret, payload)}`, "x-github-event": "push" });
+    expect(ok.status).toBe(202);
+    expect(((await ok.json()) as any).status).toBe("queued");
+    const synced = await until(
+      async () => ((await (await orgFetch(ORG, `/repositories/${repoId}`)).json()) as any).repository,
+      (r) => r.lastCommit === head,
+    );
+    expect(synced.lastCommit).toBe(head);
+    expect((await repoAgents(repoId)).map((a) => a.name)).toContain("Hooked");
+
+    expect((await hook({ "x-gitlab-token": "wrong" })).status).toBe(401);
+    expect((await hook({ "x-gitlab-token": secret, "x-gitlab-event": "Push Hook" })).status).toBe(202);
+    expect((await hook({ "x-shaman-signature-256": `sha256=${await hmac("nope", payload)}` })).status).toBe(401);
+    expect((await hook({ "x-shaman-signature-256": `sha256=${await hmac(secret, payload)}` })).status).toBe(202);
+    const other = JSON.stringify({ ref: "refs/heads/feature" });
+    const ignored = await hook({ "x-hub-signature-256": `sha256=${await hmac(secret, other)}` }, other);
+    expect(ignored.status).toBe(202);
+    expect(((await ignored.json()) as any).status).toBe("ignored");
+    const ping = await hook({ "x-hub-signature-256": `sha256=${await hmac(secret, "{}")}`, "x-github-event": "ping" }, "{}");
+    expect(((await ping.json()) as any).status).toBe("pong");
+  });
+
+  it("the cron sweep queues due repositories and the queue syncs them", async () => {
+    const { head } = await admin("repos/gitsync/main/commit", { files: { "Swept/prompt.md": agentFile("came by the sweep") } });
+    await env.DB.prepare("UPDATE repositories SET next_sync_at = 0 WHERE id = ?").bind(repoId).run();
+    const queued = await sweepRepositories(env);
+    expect(queued).toBeGreaterThanOrEqual(1);
+    // Claimed: an immediate second sweep does not queue it again.
+    const row = await env.DB.prepare("SELECT next_sync_at FROM repositories WHERE id = ?").bind(repoId).first<{ next_sync_at: number }>();
+    expect(Number(row?.next_sync_at)).toBeGreaterThan(Date.now());
+    const synced = await until(
+      async () => ((await (await orgFetch(ORG, `/repositories/${repoId}`)).json()) as any).repository,
+      (r) => r.lastCommit === head,
+    );
+    expect(synced.lastCommit).toBe(head);
+    const audit = ((await (await orgFetch(ORG, `/audit?action=repository.sync&resource=/repositories/${repoId}`)).json()) as any).entries;
+    expect(audit.some((e: any) => e.actor === "system" && e.summary.input.trigger === "schedule")).toBe(true);
+    expect(audit.some((e: any) => e.actor === "webhook" && e.summary.input.trigger === "webhook")).toBe(true);
+  });
+
+  it("removing the repository removes its agents", async () => {
+    expect((await orgFetch(ORG, `/repositories/${repoId}`, { method: "DELETE" })).status).toBe(204);
+    expect((await orgFetch(ORG, `/repositories/${repoId}`)).status).toBe(404);
+    expect((await rpc(ORG, "Solo", sendMessage("x"))).status).toBe(404);
+  });
+});
+
+describe("private repositories", () => {
+  it("need the token from an org secret, which never shows in errors or audit", async () => {
+    const token = "glpat-private-token-0123456789";
+    const created = await admin("repos", { name: "gitsync/private", private: { token }, files: { "Secretive/prompt.md": agentFile("private repo agent") } });
+    const { body } = await register("private", created.url);
+    expect(body.sync).toMatchObject({ status: "failed", error: { code: "auth" } });
+
+    expect((await orgFetch(ORG, "/secrets/GIT_TOKEN", { method: "PUT", headers: { "content-type": "application/json" }, body: JSON.stringify({ value: "wrong-token" }) })).status).toBe(200);
+    const patched = await orgFetch(ORG, `/repositories/${body.repository.id}`, {
+      method: "PATCH",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ credentialSecret: "GIT_TOKEN" }),
+    });
+    expect(patched.status).toBe(200);
+    const wrong = await sync(body.repository.id);
+    expect(wrong.body.sync.error.code).toBe("auth");
+    expect(JSON.stringify(wrong.body)).not.toContain("wrong-token");
+
+    await orgFetch(ORG, "/secrets/GIT_TOKEN", { method: "PUT", headers: { "content-type": "application/json" }, body: JSON.stringify({ value: token }) });
+    const right = await sync(body.repository.id);
+    expect(right.body.sync).toMatchObject({ status: "synced", result: { agents: ["Secretive"] } });
+    const audit = await (await orgFetch(ORG, "/audit?actionPrefix=repository.")).text();
+    expect(audit).not.toContain(token);
+    expect(audit).not.toContain("wrong-token");
+  });
+});
+
+describe("bad input", () => {
+  it("refuses bad URLs, names, branches, duplicates and unknown credentials with clear problems", async () => {
+    const created = await admin("repos", { name: "gitsync/bad", files: { "A/prompt.md": agentFile("a") } });
+    const cases: [Record<string, unknown>, number, RegExp][] = [
+      [{ name: "x1", gitUrl: "ftp://example.com/repo.git" }, 400, /gitUrl/],
+      [{ name: "x2", gitUrl: "https://user:secret@example.com/repo.git" }, 400, /secret/],
+      [{ name: "x3", gitUrl: "not a url" }, 400, /gitUrl/],
+      [{ name: "bad/name", gitUrl: created.url }, 400, /name/],
+      [{ name: "x4", gitUrl: created.url, branch: "bad..branch" }, 400, /branch/],
+      [{ name: "x5", gitUrl: created.url, credentialSecret: "NOPE" }, 422, /NOPE/],
+      [{ name: "x6", gitUrl: created.url, surprise: true }, 400, /surprise|Unrecognized/i],
+    ];
+    for (const [body, status, detail] of cases) {
+      const res = await post("/repositories", body);
+      expect(res.status, JSON.stringify(body)).toBe(status);
+      expect(res.headers.get("content-type")).toContain("application/problem+json");
+      expect(((await res.json()) as any).detail).toMatch(detail);
+    }
+    expect((await register("bad", created.url, { sync: false })).status).toBe(201);
+    const dup = await register("bad", created.url, { sync: false });
+    expect(dup.status).toBe(409);
+    const sameUrl = await register("bad-again", created.url, { sync: false });
+    expect(sameUrl.status).toBe(409);
+    // The same URL on another branch is another repository.
+    expect((await register("bad-other-branch", created.url, { sync: false, branch: "develop" })).status).toBe(201);
+  });
+
+  it("records what is wrong with the remote: not git, missing repository, missing branch, connection refused", async () => {
+    const created = await admin("repos", { name: "gitsync/branches", files: { "A/prompt.md": agentFile("a") } });
+    const cases: [string, string, string][] = [
+      ["notgit", `${gitUrl()}/not-git/repo.git`, "not_git"],
+      ["nosuchrepo", `${gitUrl()}/gitsync/nothing-here.git`, "not_found"],
+      ["refused", "http://127.0.0.1:9/x.git", "unreachable"],
+    ];
+    for (const [name, repoUrl, code] of cases) {
+      const { body } = await register(name, repoUrl);
+      expect(body.sync.error.code, name).toBe(code);
+      expect(body.repository.syncStatus).toBe("error");
+    }
+    const { body } = await register("nobranch", created.url, { branch: "release" });
+    expect(body.sync.error).toMatchObject({ code: "branch_not_found", message: expect.stringContaining("release") });
+  });
+});
