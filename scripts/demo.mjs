@@ -1,10 +1,11 @@
 // `npm run demo`: starts Shaman locally (wrangler dev: local D1, R2, Queues, Durable
-// Objects), seeds the demo org `acme`, calls its ProcessInvoice agent over A2A, prints the
-// run's streamed events and the final answer, and stops. No account or API key needed:
+// Objects) and a local git server holding examples/agents, creates the demo org `acme`,
+// registers that git repository and lets Shaman sync it, calls its ProcessInvoice agent
+// over A2A, prints the run's streamed events and the final answer, and stops. No account or API key needed:
 // with no model configured, agents run on the built-in offline model.
 import { rmSync } from "node:fs";
 import { join } from "node:path";
-import { DEMO_ORG, ROOT, freePort, http, migrateLocal, seedDemo, startWrangler } from "./local.mjs";
+import { DEMO_ORG, ROOT, freePort, http, migrateLocal, seedDemo, startDemoGit, startWrangler } from "./local.mjs";
 
 const persistTo = join(ROOT, ".wrangler", "demo-state");
 const org = DEMO_ORG.slug;
@@ -24,13 +25,18 @@ async function main() {
   step("Applying D1 migrations (local)");
   migrateLocal(persistTo);
 
+  step("Starting a local git server with examples/agents as acme/agents.git (git http-backend)");
+  const { git, url: repoUrl, head } = await startDemoGit();
+  console.log(`  ${repoUrl} @ ${head.slice(0, 12)}`);
+
   const port = await freePort();
   step(`Starting Shaman on http://${org}.localhost:${port} (wrangler dev)`);
   const server = await startWrangler({ port, persistTo });
   try {
-    step(`Seeding the demo org '${org}' from examples/agents`);
-    const seeded = await seedDemo(port);
-    console.log(`  repository ${seeded.repository.name} @ ${seeded.commit.slice(0, 12)}: agents ${seeded.agents.join(", ")}`);
+    step(`Creating the demo org '${org}' and syncing its agents from git: POST /repositories`);
+    const seeded = await seedDemo(port, { repoUrl });
+    const sync = seeded.sync;
+    console.log(`  repository ${seeded.repository.name} @ ${sync.commit.slice(0, 12)} synced in ${sync.durationMs} ms: agents ${sync.result.agents.join(", ")}`);
     const auth = { authorization: `Bearer ${seeded.apiKey}` };
     console.log(`  owner API key ${seeded.apiKey.slice(0, 17)}… (shown once; every call below is authenticated with it)`);
 
@@ -83,6 +89,7 @@ async function main() {
     console.log("\nDemo finished. `npm run dev` keeps the platform running on port 8787.");
   } finally {
     await server.stop();
+    await git.close();
   }
 }
 

@@ -159,11 +159,26 @@ function rememberLocalServer(port) {
 }
 
 /**
- * Creates the demo org `acme` (owner `owner@acme.test`, reachable locally as
- * `Bearer dev:owner@acme.test`, and an owner API key) with the example agents as its root
- * repository. Returns the API key.
+ * A local git smart-HTTP server (real bare repositories served by `git http-backend`, see
+ * test/servers/git.ts) with the demo agents in `acme/agents.git`: the demo org syncs its
+ * agents from it exactly as from GitHub. Returns the server and the repository URL.
  */
-export async function seedDemo(port, slug = DEMO_ORG.slug, rateLimits = undefined) {
+export async function startDemoGit(files = readTree("examples/agents"), name = "acme/agents") {
+  const { startGitServer } = await import("../test/servers/git.ts");
+  const git = await startGitServer();
+  const res = await fetch(`${git.url}/__admin/repos`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ name, files }) });
+  if (!res.ok) throw new Error(`creating the demo git repository failed: ${res.status} ${await res.text()}`);
+  const { url, head } = await res.json();
+  return { git, url, head };
+}
+
+/**
+ * Creates the demo org `acme` (owner `owner@acme.test`, reachable locally as
+ * `Bearer dev:owner@acme.test`, and an owner API key), registers `repoUrl` (a git
+ * repository) as its root repository and lets Shaman sync it. Returns the API key, the
+ * repository and the sync outcome.
+ */
+export async function seedDemo(port, { slug = DEMO_ORG.slug, rateLimits, repoUrl }) {
   const boot = await http({
     port,
     path: "/_admin/bootstrap",
@@ -172,12 +187,16 @@ export async function seedDemo(port, slug = DEMO_ORG.slug, rateLimits = undefine
     body: { org: { slug, name: slug === DEMO_ORG.slug ? DEMO_ORG.name : slug }, owner: { email: `owner@${slug}.test`, identityProvider: "dev" }, apiKey: { name: "local demo" }, ...(rateLimits ? { rateLimits } : {}) },
   });
   if (boot.status !== 200) throw new Error(`bootstrapping the demo org failed: ${boot.status} ${boot.text}`);
-  const r = await http({
-    port,
-    path: "/_dev/seed",
-    method: "POST",
-    body: { org: { slug, name: slug === DEMO_ORG.slug ? DEMO_ORG.name : slug }, repository: { name: "demo", isRoot: true }, files: readTree("examples/agents") },
-  });
-  if (r.status !== 200) throw new Error(`seeding the demo org failed: ${r.status} ${r.text}`);
-  return { ...r.json, apiKey: boot.json.apiKey.key };
+  const apiKey = boot.json.apiKey.key;
+  const call = (path, method, body) => http({ port, host: `${slug}.localhost`, path, method, headers: { authorization: `Bearer ${apiKey}` }, body });
+  let r = await call("/repositories", "POST", { name: "agents", gitUrl: repoUrl, branch: "main", isRoot: true });
+  if (r.status === 409) {
+    // Kept local state (npm run dev): the repository exists; point it at this run's git server.
+    const existing = (await call("/repositories", "GET")).json.repositories.find((x) => x.name === "agents");
+    if (!existing) throw new Error(`registering the demo repository failed: ${r.status} ${r.text}`);
+    await call(`/repositories/${existing.id}`, "PATCH", { gitUrl: repoUrl, branch: "main", isRoot: true });
+    r = await call(`/repositories/${existing.id}/sync?force=true`, "POST", {});
+  } else if (r.status !== 201) throw new Error(`registering the demo repository failed: ${r.status} ${r.text}`);
+  if (r.json.sync?.status !== "synced") throw new Error(`syncing the demo repository failed: ${JSON.stringify(r.json.sync)}`);
+  return { apiKey, repository: r.json.repository, sync: r.json.sync, webhook: r.json.webhook };
 }
