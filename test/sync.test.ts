@@ -230,7 +230,11 @@ describe("registering and syncing a repository", () => {
       (r) => r.lastCommit === head,
     );
     expect(synced.lastCommit).toBe(head);
-    const audit = ((await (await orgFetch(ORG, `/audit?action=repository.sync&resource=/repositories/${repoId}`)).json()) as any).entries;
+    // The sync writes its audit row just after the repository row.
+    const audit = await until(
+      async () => ((await (await orgFetch(ORG, `/audit?action=repository.sync&resource=/repositories/${repoId}`)).json()) as any).entries as any[],
+      (rows) => rows.some((e: any) => e.summary.input.trigger === "schedule"),
+    );
     expect(audit.some((e: any) => e.actor === "system" && e.summary.input.trigger === "schedule")).toBe(true);
     expect(audit.some((e: any) => e.actor === "webhook" && e.summary.input.trigger === "webhook")).toBe(true);
   });
@@ -294,6 +298,22 @@ describe("bad input", () => {
     expect(sameUrl.status).toBe(409);
     // The same URL on another branch is another repository.
     expect((await register("bad-other-branch", created.url, { sync: false, branch: "develop" })).status).toBe(201);
+  });
+
+  it("in production, plain http and private-network remotes are refused before any request", async () => {
+    const { createApp } = await import("../workers/gateway");
+    const { keyOf } = await import("./helpers");
+    const prod = { ...env, SHAMAN_ENV: "production" } as Env;
+    const app = createApp();
+    for (const remote of [`${gitUrl()}/gitsync/x.git`, "https://127.0.0.1/x.git", "https://10.1.2.3/x.git", "https://git.internal/x.git", "https://[::1]/x.git"]) {
+      const res = await app.request(
+        `http://${ORG}.localhost/repositories`,
+        { method: "POST", headers: { "content-type": "application/json", authorization: `Bearer ${keyOf(ORG)}` }, body: JSON.stringify({ name: "prod-x", gitUrl: remote, sync: false }) },
+        prod,
+      );
+      expect(res.status, remote).toBe(400);
+      expect(((await res.json()) as any).detail).toMatch(/^gitUrl: /);
+    }
   });
 
   it("records what is wrong with the remote: not git, missing repository, missing branch, connection refused", async () => {
