@@ -129,6 +129,10 @@ const ROUTES: RouteCase[] = [
       ...(method === "PATCH" ? { body: () => ({ isRoot: false }) } : method === "POST" ? { body: () => ({}) } : {}),
     };
   })),
+  { method: "GET", pattern: "/external-agents", kind: "org", leaks: () => ["BetaPartner", "partner-b.example.com"] },
+  { method: "GET", pattern: "/external-agents/:name", kind: "org", other: () => "/external-agents/BetaPartner", missing: () => "/external-agents/NoSuchPartner" },
+  { method: "PUT", pattern: "/external-agents/:name", kind: "org", body: () => ({ url: "https://a.example.com/a2a" }) },
+  { method: "DELETE", pattern: "/external-agents/:name", kind: "org", other: () => "/external-agents/BetaPartner", missing: () => "/external-agents/NoSuchPartner" },
   {
     method: "POST",
     pattern: "/webhooks/git/:repositoryId",
@@ -177,6 +181,7 @@ function asMissing<T>(o: T): T {
     [fx.bKeyId, MISSING_UUID],
     [fx.bSecret, "NO_SUCH_SECRET"],
     [fx.b.repository.id, MISSING_UUID],
+    ["BetaPartner", "NoSuchPartner"],
   ];
   for (const [from, to] of swaps) text = text.split(from).join(to);
   return JSON.parse(text) as T;
@@ -202,6 +207,12 @@ beforeAll(async () => {
   const bSecret = "B_ONLY_SECRET";
   expect((await orgFetch(B, `/secrets/${bSecret}`, { method: "PUT", headers: { "content-type": "application/json" }, body: json({ value: "b-value" }) })).status).toBe(200);
 
+  const partner = await orgFetch(B, "/external-agents/BetaPartner", {
+    method: "PUT",
+    headers: { "content-type": "application/json" },
+    body: json({ url: "https://partner-b.example.com/a2a/agents/Pay", description: "B's partner" }),
+  });
+  expect(partner.status).toBe(200);
   const scopeA = (await orgBySlug(db(env), A))!;
   const expired = await createApiKey(db(env), scopeA, { name: "expired", permissions: [{ resource: "/*", action: "*" }], expiresAt: Date.now() - 1000 });
   const revokedRes = await orgFetch(A, "/api-keys", {
@@ -278,6 +289,7 @@ describe("another org's resources answer exactly like missing ones", () => {
     // After every attempt above, B's repository and agents are intact.
     expect((await orgFetch(B, `/repositories/${fx.b.repository.id}`)).status).toBe(200);
     expect((await rpc(B, "BetaOnly", sendMessage("still mine?"))).status).toBe(200);
+    expect((await orgFetch(B, "/external-agents/BetaPartner")).status).toBe(200);
   });
 
   it("an unknown subdomain and an org the caller is not a member of look the same", async () => {

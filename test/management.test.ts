@@ -173,6 +173,35 @@ describe("audit trail", () => {
   });
 });
 
+describe("external agent registry", () => {
+  it("registers, lists, replaces and removes external agents; resolution finds them last", async () => {
+    const put = await orgFetch("mgmt", "/external-agents/Payments", json({ url: "https://pay.example.com/a2a/agents/Pay", credentialSecret: "PAY_TOKEN", description: "partner" }, "PUT"));
+    expect(put.status).toBe(200);
+    expect(((await put.json()) as any).externalAgent).toMatchObject({ name: "Payments", url: "https://pay.example.com/a2a/agents/Pay", credentialSecret: "PAY_TOKEN" });
+    const listed = ((await (await orgFetch("mgmt", "/external-agents")).json()) as any).externalAgents;
+    expect(listed.map((a: any) => a.name)).toContain("Payments");
+
+    const { resolveAgentCall } = await import("../src/agents/resolve");
+    const { db } = await import("../src/db/client");
+    const { orgBySlug } = await import("../src/db/orgs");
+    const scope = (await orgBySlug(db(env), "mgmt"))!;
+    const resolved = await resolveAgentCall(db(env), scope, { repositoryId: seed.repository.id, name: "ProcessInvoice", allowedAgents: "*" }, "Payments");
+    expect(resolved).toMatchObject({ kind: "external", via: "registry", url: "https://pay.example.com/a2a/agents/Pay", credentialSecret: "PAY_TOKEN" });
+
+    expect((await orgFetch("mgmt", "/external-agents/Payments", json({ url: "https://pay2.example.com/a2a" }, "PUT"))).status).toBe(200);
+    expect(((await (await orgFetch("mgmt", "/external-agents/Payments")).json()) as any).externalAgent.url).toBe("https://pay2.example.com/a2a");
+    expect((await orgFetch("mgmt", "/external-agents/Payments", { method: "DELETE" })).status).toBe(204);
+    expect((await orgFetch("mgmt", "/external-agents/Payments")).status).toBe(404);
+    await expect(resolveAgentCall(db(env), scope, { repositoryId: seed.repository.id, name: "ProcessInvoice", allowedAgents: "*" }, "Payments")).rejects.toMatchObject({ code: "NOT_FOUND" });
+
+    expect((await orgFetch("mgmt", "/external-agents/Bad", json({ url: "ftp://x" }, "PUT"))).status).toBe(422);
+    expect((await orgFetch("mgmt", "/external-agents/Bad", json({ url: "https://u:p@x.example.com" }, "PUT"))).status).toBe(400);
+    expect((await orgFetch("mgmt", "/external-agents/9bad", json({ url: "https://x.example.com" }, "PUT"))).status).toBe(422);
+    const rows = await eventually(() => auditRows("actionPrefix=external_agent."), (r) => r.length >= 3);
+    expect(rows.map((e) => e.action)).toEqual(["external_agent.delete", "external_agent.put", "external_agent.put"]);
+  });
+});
+
 describe("executor and org secrets", () => {
   it("uses the org's own provider key from its secrets instead of the platform's", async () => {
     const orgKey = "sk-org-mgmt-0123456789abcdef";

@@ -15,6 +15,7 @@ import { rateLimit } from "../src/http/rate-limit";
 import { runRoutes } from "../src/runs/routes";
 import { apiKeyRoutes } from "../src/api/api-keys";
 import { auditRoutes } from "../src/api/audit";
+import { externalAgentRoutes } from "../src/api/external-agents";
 import { repositoryRoutes } from "../src/api/repositories";
 import { webhookRoutes } from "../src/repos/webhooks";
 import { secretRoutes } from "../src/api/secrets";
@@ -72,6 +73,7 @@ export function createApp(): Hono<AppEnv> {
   org.route("/secrets", secretRoutes);
   org.route("/audit", auditRoutes);
   org.route("/repositories", repositoryRoutes);
+  org.route("/external-agents", externalAgentRoutes);
 
   app.route("/_org/:org", org);
   app.route("/", org);
