@@ -10,6 +10,7 @@
 import { DurableObject } from "cloudflare:workers";
 import type { AuditEntry } from "../src/audit/log";
 import { redactText } from "../src/audit/redact";
+import { config } from "../src/config";
 import { db } from "../src/db/client";
 import { setRunStatus } from "../src/db/runs";
 import { AppError, problemResponse } from "../src/errors";
@@ -121,6 +122,9 @@ export class RunObject extends DurableObject<Env> implements RunRpc {
       );
       this.append("run.created", null, { agent: init.agent.name, contextId: init.contextId, initiatedBy: init.initiatedBy });
       this.append("step.queued", stepId, { agent: init.agent.name, depth: 0, parentId: null });
+      // A run whose work is lost (a job in the dead-letter queue, a crashed consumer) must
+      // still end: the alarm fails it if it has not finished by then.
+      void this.ctx.storage.setAlarm(now + config(this.env).runTimeoutMs);
       try {
         await this.env.JOBS.send({ kind: "step", runId: init.runId, orgId: init.orgId, stepId } satisfies StepJob);
       } catch (err) {
@@ -214,6 +218,21 @@ export class RunObject extends DurableObject<Env> implements RunRpc {
     this.sql.exec("UPDATE steps SET status = 'failed', error = ?, updated_at = ? WHERE id = ?", error, now, stepId);
     this.append("step.failed", stepId, { agent: JSON.parse(step.agent).name, attempt: step.attempts, error });
     if (step.parent_id === null) await this.settleRunDurably("failed", null, error);
+  }
+
+  /** The run timeout: fail every unfinished step and the run, unless it has ended. */
+  override async alarm(): Promise<void> {
+    const run = this.run;
+    if (!run || TERMINAL_RUN_STATUSES.has(run.status)) return;
+    const seconds = Math.round((Date.now() - run.createdAt) / 1000);
+    const error = `the run timed out: not finished after ${seconds} s`;
+    const now = Date.now();
+    const open = this.sql.exec<StepRow>("SELECT * FROM steps WHERE status NOT IN ('completed', 'failed', 'canceled') ORDER BY created_at, id").toArray();
+    for (const step of open) {
+      this.sql.exec("UPDATE steps SET status = 'failed', error = ?, updated_at = ? WHERE id = ?", error, now, step.id);
+      this.append("step.failed", step.id, { agent: JSON.parse(step.agent).name, attempt: step.attempts, error });
+    }
+    await this.settleRunDurably("failed", null, error);
   }
 
   // ---- WebSockets -----------------------------------------------------------------
@@ -331,6 +350,8 @@ export class RunObject extends DurableObject<Env> implements RunRpc {
     }
     for (const wake of this.waiters) wake();
     this.waiters.clear();
+    // Finished: the timeout alarm has nothing left to do.
+    void this.ctx.storage.deleteAlarm();
   }
 
   private async settleRunDurably(status: "completed" | "failed", output: string | null, error: string | null): Promise<void> {

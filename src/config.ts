@@ -8,6 +8,8 @@ export interface Config {
   /** Local-only demo seeding route. */
   devSeed: boolean;
   runWaitTimeoutMs: number;
+  /** A run still unfinished after this long fails as timed out (the run object's alarm). */
+  runTimeoutMs: number;
 }
 
 // Env objects are stable per isolate, so parsing once per object is enough.
@@ -23,6 +25,7 @@ export function config(env: Env): Config {
     devRouting: !production && env.SHAMAN_DEV_ROUTING === "true",
     devSeed: !production && env.SHAMAN_DEV_SEED === "true",
     runWaitTimeoutMs: positiveInt(env.RUN_WAIT_TIMEOUT_MS, 120_000),
+    runTimeoutMs: positiveInt(env.RUN_TIMEOUT_MS, 30 * 60_000),
   };
   cache.set(env, c);
   return c;

@@ -1,5 +1,5 @@
 /** The run Durable Object: state, the append-only event log, WebSocket replay. */
-import { runInDurableObject } from "cloudflare:test";
+import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import type { RunObject } from "../durable-objects/run-object";
@@ -166,5 +166,42 @@ describe("WebSocket replay", () => {
     expect(bad.status).toBe(400);
     const plain = await stub.fetch(new Request("http://run/ws", { headers: { "x-shaman-org-id": run.orgId } }));
     expect(plain.status).toBe(400);
+  });
+});
+
+describe("run timeout", () => {
+  async function startQuiet(run: RunInit) {
+    const stub = env.RUNS.get(env.RUNS.idFromName(run.runId));
+    await runInDurableObject(stub, async (obj: RunObject) => {
+      Object.defineProperty(obj, "env", { value: { ...env, JOBS: { send: async () => {} } }, configurable: true });
+      await obj.start(run, 0);
+    });
+    return stub;
+  }
+
+  it("sets an alarm at the timeout; when it fires, unfinished steps and the run fail", async () => {
+    const run = init();
+    const before = Date.now();
+    const stub = await startQuiet(run);
+    const alarm = await runInDurableObject(stub, (_: RunObject, state) => state.storage.getAlarm());
+    expect(alarm).toBeGreaterThanOrEqual(before + 30 * 60_000 - 1_000);
+    expect(await runDurableObjectAlarm(stub)).toBe(true);
+    const snap = await runStub(env, run.runId).snapshot(run.orgId);
+    expect(snap).toMatchObject({ status: "failed", error: expect.stringContaining("timed out") });
+    expect(snap?.steps[0]).toMatchObject({ status: "failed", error: expect.stringContaining("timed out") });
+    const types = (await runStub(env, run.runId).events(run.orgId))?.map((e) => e.type);
+    expect(types?.slice(-2)).toEqual(["step.failed", "run.failed"]);
+  });
+
+  it("a run that finishes clears its alarm, and a late alarm changes nothing", async () => {
+    const run = init();
+    const stub = await startQuiet(run);
+    await runInDurableObject(stub, async (obj: RunObject) => {
+      await obj.claimStep(run.orgId, "s1");
+      await obj.completeStep(run.orgId, "s1", { text: "done", model: "offline:x", durationMs: 1 });
+    });
+    expect(await runInDurableObject(stub, (_: RunObject, state) => state.storage.getAlarm())).toBeNull();
+    await runInDurableObject(stub, (obj: RunObject) => obj.alarm());
+    expect((await runStub(env, run.runId).snapshot(run.orgId))?.status).toBe("completed");
   });
 });

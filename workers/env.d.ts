@@ -23,6 +23,11 @@ interface Env {
 }
 
 interface Env {
+  /** A run that has not finished after this many milliseconds fails as timed out (default 1800000, 30 min). */
+  RUN_TIMEOUT_MS?: string;
+}
+
+interface Env {
   /** Enables POST /_admin/bootstrap for callers presenting it as a Bearer token. Secret. */
   SHAMAN_BOOTSTRAP_TOKEN?: string;
 }
