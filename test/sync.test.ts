@@ -217,6 +217,22 @@ describe("registering and syncing a repository", () => {
     expect(((await ping.json()) as any).status).toBe("pong");
   });
 
+  it("webhook deliveries are rate limited like any anonymous caller", async () => {
+    const { setOrgRateLimits } = await import("../src/db/orgs");
+    const scope = (await orgBySlug(db(env), ORG))!;
+    await setOrgRateLimits(db(env), scope, { perPrincipal: 3, perOrg: 1_000_000, windowSeconds: 3600 });
+    try {
+      const statuses: number[] = [];
+      for (let i = 0; i < 5; i++) {
+        const res = await orgFetch(ORG, `/webhooks/git/${repoId}`, { method: "POST", headers: { authorization: "", "cf-connecting-ip": "203.0.113.9" }, body: "{}" });
+        statuses.push(res.status);
+      }
+      expect(statuses).toEqual([401, 401, 401, 429, 429]);
+    } finally {
+      await setOrgRateLimits(db(env), scope, null);
+    }
+  });
+
   it("the cron sweep queues due repositories and the queue syncs them", async () => {
     const { head } = await admin("repos/gitsync/main/commit", { files: { "Swept/prompt.md": agentFile("came by the sweep") } });
     await env.DB.prepare("UPDATE repositories SET next_sync_at = 0 WHERE id = ?").bind(repoId).run();

@@ -14,6 +14,7 @@ import { db } from "../db/client";
 import { getRepository } from "../db/repositories";
 import { AppError } from "../errors";
 import type { AppEnv } from "../http/app-env";
+import { rateLimit } from "../http/rate-limit";
 import type { SyncJob } from "../runs/types";
 import { readSecret } from "../secrets/store";
 
@@ -21,6 +22,10 @@ const MAX_BODY_BYTES = 5 * 1024 * 1024;
 const REPO_ID = /^[0-9a-f-]{36}$/;
 
 export const webhookRoutes = new Hono<AppEnv>();
+
+// Deliveries are anonymous until verified: limited per client address and per org like
+// any other caller, before any D1 read or HMAC.
+webhookRoutes.use(rateLimit());
 
 const refused = () => new AppError("UNAUTHORIZED", "missing or invalid webhook signature");
 
