@@ -204,6 +204,11 @@ describe("registering and syncing a repository", () => {
     );
     expect(synced.lastCommit).toBe(head);
     expect((await repoAgents(repoId)).map((a) => a.name)).toContain("Hooked");
+    const hookAudit = await until(
+      async () => ((await (await orgFetch(ORG, `/audit?action=repository.sync&resource=/repositories/${repoId}`)).json()) as any).entries as any[],
+      (rows) => rows.some((e: any) => e.actor === "webhook" && e.summary.input.trigger === "webhook"),
+    );
+    expect(hookAudit.some((e: any) => e.actor === "webhook" && e.summary.input.trigger === "webhook")).toBe(true);
 
     expect((await hook({ "x-gitlab-token": "wrong" })).status).toBe(401);
     expect((await hook({ "x-gitlab-token": secret, "x-gitlab-event": "Push Hook" })).status).toBe(202);
@@ -234,25 +239,31 @@ describe("registering and syncing a repository", () => {
   });
 
   it("the cron sweep queues due repositories and the queue syncs them", async () => {
-    const { head } = await admin("repos/gitsync/main/commit", { files: { "Swept/prompt.md": agentFile("came by the sweep") } });
-    await env.DB.prepare("UPDATE repositories SET next_sync_at = 0 WHERE id = ?").bind(repoId).run();
+    // A repository of its own: webhook jobs of the tests above may still be in the queue.
+    const created = await admin("repos", { name: "gitsync/swept", files: { "Before/prompt.md": agentFile("before the sweep") } });
+    const reg = await register("swept", created.url);
+    expect(reg.body.sync.status).toBe("synced");
+    const sweptId = reg.body.repository.id as string;
+    const { head } = await admin("repos/gitsync/swept/commit", { files: { "Swept/prompt.md": agentFile("came by the sweep") } });
+    await env.DB.prepare("UPDATE repositories SET next_sync_at = 0 WHERE id = ?").bind(sweptId).run();
     const queued = await sweepRepositories(env);
     expect(queued).toBeGreaterThanOrEqual(1);
-    // Claimed: an immediate second sweep does not queue it again.
-    const row = await env.DB.prepare("SELECT next_sync_at FROM repositories WHERE id = ?").bind(repoId).first<{ next_sync_at: number }>();
+    // Claimed: its next time moved forward, so an immediate second sweep does not queue it again.
+    const row = await env.DB.prepare("SELECT next_sync_at FROM repositories WHERE id = ?").bind(sweptId).first<{ next_sync_at: number }>();
     expect(Number(row?.next_sync_at)).toBeGreaterThan(Date.now());
     const synced = await until(
-      async () => ((await (await orgFetch(ORG, `/repositories/${repoId}`)).json()) as any).repository,
+      async () => ((await (await orgFetch(ORG, `/repositories/${sweptId}`)).json()) as any).repository,
       (r) => r.lastCommit === head,
     );
     expect(synced.lastCommit).toBe(head);
+    expect((await repoAgents(sweptId)).map((a) => a.name)).toEqual(["Before", "Swept"]);
     // The sync writes its audit row just after the repository row.
     const audit = await until(
-      async () => ((await (await orgFetch(ORG, `/audit?action=repository.sync&resource=/repositories/${repoId}`)).json()) as any).entries as any[],
+      async () => ((await (await orgFetch(ORG, `/audit?action=repository.sync&resource=/repositories/${sweptId}`)).json()) as any).entries as any[],
       (rows) => rows.some((e: any) => e.summary.input.trigger === "schedule"),
     );
     expect(audit.some((e: any) => e.actor === "system" && e.summary.input.trigger === "schedule")).toBe(true);
-    expect(audit.some((e: any) => e.actor === "webhook" && e.summary.input.trigger === "webhook")).toBe(true);
+    expect((await orgFetch(ORG, `/repositories/${sweptId}`, { method: "DELETE" })).status).toBe(204);
   });
 
   it("removing the repository removes its agents", async () => {
