@@ -74,33 +74,25 @@ async function handleJob(message: Message<Job>, env: Env, audit: AuditBuffer): P
   }
   const started = Date.now();
   const who = { actor: ctx.initiatedBy ?? "system", userId: ctx.userId, runId: ctx.runId, stepId: ctx.stepId };
-  const resource = `/agents/${ctx.agent.name}`;
+  const stepRun = (outcome: "success" | "error", result: Pick<AuditEntry, "output" | "error">): AuditEntry => ({
+    ...who,
+    action: "step.run",
+    resource: `/agents/${ctx.agent.name}`,
+    outcome,
+    durationMs: Date.now() - started,
+    input: { attempt: ctx.attempt, depth: ctx.depth, commit: ctx.agent.commit },
+    ...result,
+  });
   try {
     const result = await runStep(ctx, env, (entry) => audit.add(ctx.orgId, { ...who, ...entry }));
     await run.completeStep(ctx.orgId, ctx.stepId, result);
     message.ack();
-    audit.add(ctx.orgId, {
-      ...who,
-      action: "step.run",
-      resource,
-      outcome: "success",
-      durationMs: Date.now() - started,
-      input: { attempt: ctx.attempt, depth: ctx.depth, commit: ctx.agent.commit },
-      output: { model: result.model, text: result.text },
-    });
+    audit.add(ctx.orgId, stepRun("success", { output: { model: result.model, text: result.text } }));
   } catch (err) {
     const permanent = err instanceof AppError && err.status < 500;
     const retrying = !permanent && message.attempts < MAX_ATTEMPTS;
     const text = errorText(err);
-    audit.add(ctx.orgId, {
-      ...who,
-      action: "step.run",
-      resource,
-      outcome: "error",
-      durationMs: Date.now() - started,
-      input: { attempt: ctx.attempt, depth: ctx.depth, commit: ctx.agent.commit },
-      error: { message: text, retrying },
-    });
+    audit.add(ctx.orgId, stepRun("error", { error: { message: text, retrying } }));
     try {
       await run.failStep(ctx.orgId, ctx.stepId, text, retrying);
     } catch (reportErr) {

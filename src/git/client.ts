@@ -225,14 +225,7 @@ async function readBody(res: Response, limit: number, what: string, base: string
       ? new GitError("unreachable", `the connection to ${new URL(base).host} broke while reading the ${what}`)
       : e;
   }
-  if (chunks.length === 1) return chunks[0]!;
-  const out = new Uint8Array(total);
-  let offset = 0;
-  for (const c of chunks) {
-    out.set(c, offset);
-    offset += c.byteLength;
-  }
-  return out;
+  return concat(chunks, total);
 }
 
 // ---------------------------------------------------------------------------------------
