@@ -294,6 +294,9 @@ describe("private repositories", () => {
     await orgFetch(ORG, "/secrets/GIT_TOKEN", { method: "PUT", headers: { "content-type": "application/json" }, body: JSON.stringify({ value: token }) });
     const right = await sync(body.repository.id);
     expect(right.body.sync).toMatchObject({ status: "synced", result: { agents: ["Secretive"] } });
+    // Not a root repository: its agents are called as `repo-name/Agent` only.
+    expect((await rpc(ORG, "private/Secretive", sendMessage("hi"))).body.result.task.status.state).toBe("TASK_STATE_COMPLETED");
+    expect((await rpc(ORG, "Secretive", sendMessage("hi"))).status).toBe(404);
     const audit = await (await orgFetch(ORG, "/audit?actionPrefix=repository.")).text();
     expect(audit).not.toContain(token);
     expect(audit).not.toContain("wrong-token");

@@ -43,8 +43,8 @@ const columns = {
 };
 
 /**
- * Finds the agent an external caller means by `name`: `Agent` (root repositories first,
- * then any repository) or `repo-name/Agent`. Returns null when there is none.
+ * Finds the agent an external caller means by `name`: `Agent` (an agent of a root
+ * repository) or `repo-name/Agent` (any repository). Returns null when there is none.
  */
 export async function findAgent(db: Db, scope: OrgScope, name: string): Promise<AgentIndexEntry | null> {
   const key = `${scope.orgId}\u0000${name}`;
@@ -64,11 +64,11 @@ export async function findAgent(db: Db, scope: OrgScope, name: string): Promise<
         eq(agents.orgId, scope.orgId),
         eq(repositories.orgId, scope.orgId),
         eq(agents.name, agentName),
-        ...(repoName ? [eq(repositories.name, repoName)] : []),
+        ...(repoName ? [eq(repositories.name, repoName)] : [eq(repositories.isRoot, true)]),
       ),
     )
     .limit(20);
-  const entry = rows.sort((a, b) => Number(b.isRoot) - Number(a.isRoot) || a.repositoryName.localeCompare(b.repositoryName))[0] ?? null;
+  const entry = rows.sort((a, b) => a.repositoryName.localeCompare(b.repositoryName))[0] ?? null;
   if (entry) {
     if (byName.size >= MAX_ENTRIES) byName.clear();
     byName.set(key, { entry, expires: now + TTL_MS });
