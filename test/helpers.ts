@@ -93,3 +93,13 @@ export function collect(ws: WebSocket, timeoutMs = 10_000): Promise<{ messages: 
     });
   });
 }
+
+/** Polls `fn` until `ok` holds or `ms` pass, and returns the last value (work done after a response: audit rows, queued syncs). */
+export async function eventually<T>(fn: () => Promise<T>, ok: (v: T) => boolean, ms = 10_000): Promise<T> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = await fn();
+    if (ok(v) || Date.now() > end) return v;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}

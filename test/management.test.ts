@@ -9,7 +9,7 @@ import type { RunObject } from "../durable-objects/run-object";
 import { runStub } from "../src/runs/stub";
 import type { Job, RunInit } from "../src/runs/types";
 import worker from "../workers/index";
-import { orgFetch, rpc, seedOrg, sendMessage, type SeedResult } from "./helpers";
+import { eventually, orgFetch, rpc, seedOrg, sendMessage, type SeedResult } from "./helpers";
 
 let seed: SeedResult;
 beforeAll(async () => {
@@ -23,16 +23,6 @@ async function auditRows(query: string, slug = "mgmt"): Promise<any[]> {
   const res = await orgFetch(slug, `/audit?${query}`);
   expect(res.status).toBe(200);
   return ((await res.json()) as any).entries;
-}
-
-/** Audit rows are written after the response (waitUntil): poll briefly. */
-async function eventually<T>(fn: () => Promise<T>, ok: (v: T) => boolean, ms = 5_000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await fn();
-    if (ok(v) || Date.now() > end) return v;
-    await new Promise((r) => setTimeout(r, 50));
-  }
 }
 
 describe("API keys", () => {

@@ -10,7 +10,7 @@ import { db } from "../src/db/client";
 import { acquireSyncLease } from "../src/db/repositories";
 import { orgBySlug } from "../src/db/orgs";
 import { sweepRepositories } from "../workers/sync";
-import { bootstrapOrg, exampleAgents, orgFetch, rpc, sendMessage } from "./helpers";
+import { bootstrapOrg, eventually, exampleAgents, orgFetch, rpc, sendMessage } from "./helpers";
 
 const ORG = "gitsync";
 const gitUrl = () => env.TEST_GIT_URL;
@@ -37,15 +37,6 @@ async function sync(id: string, query = "") {
 
 async function repoAgents(id: string): Promise<any[]> {
   return ((await (await orgFetch(ORG, `/repositories/${id}/agents`)).json()) as any).agents;
-}
-
-async function until<T>(fn: () => Promise<T>, ok: (v: T) => boolean, ms = 10_000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await fn();
-    if (ok(v) || Date.now() > end) return v;
-    await new Promise((r) => setTimeout(r, 100));
-  }
 }
 
 async function hmac(secret: string, body: string): Promise<string> {
@@ -198,13 +189,13 @@ describe("registering and syncing a repository", () => {
     const ok = await hook({ "x-hub-signature-256": `sha256=${await hmac(secret, payload)}`, "x-github-event": "push" });
     expect(ok.status).toBe(202);
     expect(((await ok.json()) as any).status).toBe("queued");
-    const synced = await until(
+    const synced = await eventually(
       async () => ((await (await orgFetch(ORG, `/repositories/${repoId}`)).json()) as any).repository,
       (r) => r.lastCommit === head,
     );
     expect(synced.lastCommit).toBe(head);
     expect((await repoAgents(repoId)).map((a) => a.name)).toContain("Hooked");
-    const hookAudit = await until(
+    const hookAudit = await eventually(
       async () => ((await (await orgFetch(ORG, `/audit?action=repository.sync&resource=/repositories/${repoId}`)).json()) as any).entries as any[],
       (rows) => rows.some((e: any) => e.actor === "webhook" && e.summary.input.trigger === "webhook"),
     );
@@ -251,14 +242,14 @@ describe("registering and syncing a repository", () => {
     // Claimed: its next time moved forward, so an immediate second sweep does not queue it again.
     const row = await env.DB.prepare("SELECT next_sync_at FROM repositories WHERE id = ?").bind(sweptId).first<{ next_sync_at: number }>();
     expect(Number(row?.next_sync_at)).toBeGreaterThan(Date.now());
-    const synced = await until(
+    const synced = await eventually(
       async () => ((await (await orgFetch(ORG, `/repositories/${sweptId}`)).json()) as any).repository,
       (r) => r.lastCommit === head,
     );
     expect(synced.lastCommit).toBe(head);
     expect((await repoAgents(sweptId)).map((a) => a.name)).toEqual(["Before", "Swept"]);
     // The sync writes its audit row just after the repository row.
-    const audit = await until(
+    const audit = await eventually(
       async () => ((await (await orgFetch(ORG, `/audit?action=repository.sync&resource=/repositories/${sweptId}`)).json()) as any).entries as any[],
       (rows) => rows.some((e: any) => e.summary.input.trigger === "schedule"),
     );

@@ -14,6 +14,7 @@ import { insertRun } from "../db/runs";
 import { config } from "../config";
 import { actorOf, auditRequest } from "../audit/http";
 import type { AppEnv } from "../http/app-env";
+import { orgBaseUrl } from "../http/org";
 import { RUN_ID, runStub } from "../runs/stub";
 import { TERMINAL_RUN_STATUSES, type RunSnapshot } from "../runs/types";
 import { JSONRPC, JsonRpcError, JsonRpcRequest, requestIdOf, rpcError, rpcResult, type JsonRpcId } from "./jsonrpc";
@@ -52,7 +53,7 @@ export const a2aRoutes = new Hono<AppEnv>();
 
 a2aRoutes.get("/agents", async (c) => {
   const org = c.get("org");
-  const base = baseUrl(c);
+  const base = orgBaseUrl(c);
   const all = await listExposedAgents(db(c.env), org);
   const visible = await Promise.all(all.map((a) => isAllowed(c, `/agents/${qualifiedName(a)}`, "read")));
   const agents = all.filter((_, i) => visible[i]);
@@ -75,12 +76,6 @@ function qualifiedName(a: AgentIndexEntry): string {
   return a.isRoot ? a.name : `${a.repositoryName}/${a.name}`;
 }
 
-function baseUrl(c: Context<AppEnv>): string {
-  const url = new URL(c.req.url);
-  const prefix = c.req.param("org") ? `/_org/${c.req.param("org")}` : "";
-  return `${url.protocol}//${url.host}${prefix}`;
-}
-
 async function exposedAgent(c: Context<AppEnv>, name: string): Promise<AgentIndexEntry | null> {
   const agent = await findAgent(db(c.env), c.get("org"), name);
   return agent?.exposed ? agent : null;
@@ -90,13 +85,13 @@ async function agentCard(c: Context<AppEnv>, name: string) {
   const agent = await exposedAgent(c, name);
   if (!agent) return c.json(notFoundProblem(c, "Agent"), 404, { "content-type": "application/problem+json" });
   await authorize(c, `/agents/${qualifiedName(agent)}`, "read");
-  const url = `${baseUrl(c)}/a2a/agents/${qualifiedName(agent)}`;
+  const url = `${orgBaseUrl(c)}/a2a/agents/${qualifiedName(agent)}`;
   const extra = agent.card ?? {};
   const card = {
     name: qualifiedName(agent),
     description: agent.description || `${agent.name} agent`,
     version: agent.version ?? "0.0.0",
-    provider: { organization: c.get("org").name, url: baseUrl(c) },
+    provider: { organization: c.get("org").name, url: orgBaseUrl(c) },
     capabilities: { streaming: false, pushNotifications: false, extensions: [] },
     defaultInputModes: ["text/plain", "application/json"],
     defaultOutputModes: ["text/plain"],

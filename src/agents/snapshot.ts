@@ -9,6 +9,7 @@
  */
 import { AppError } from "../errors";
 import { parseAgentFile, type AgentDefinition } from "./format";
+import { toHex } from "../util/bytes";
 
 export interface AgentRef {
   name: string;
@@ -92,6 +93,5 @@ export async function gitBlobSha(bytes: Uint8Array): Promise<string> {
   const buf = new Uint8Array(header.byteLength + bytes.byteLength);
   buf.set(header, 0);
   buf.set(bytes, header.byteLength);
-  const digest = await crypto.subtle.digest("SHA-1", buf);
-  return [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, "0")).join("");
+  return toHex(await crypto.subtle.digest("SHA-1", buf));
 }

@@ -24,6 +24,7 @@ import { AppError } from "../errors";
 import { GitError } from "../git/errors";
 import { validateGitUrl } from "../git/url";
 import type { AppEnv } from "../http/app-env";
+import { orgBaseUrl } from "../http/org";
 import { jsonBody } from "../http/body";
 import { syncRepository, type SyncOutcome } from "../repos/sync";
 import { deleteSecret, putSecret, readSecret, SECRET_NAME } from "../secrets/store";
@@ -74,12 +75,6 @@ export const repositoryRoutes = new Hono<AppEnv>();
 
 const notFound = () => new AppError("NOT_FOUND", "Repository not found");
 
-function baseUrl(c: Context<AppEnv>): string {
-  const url = new URL(c.req.url);
-  const org = c.req.param("org");
-  return `${url.protocol}//${url.host}${org ? `/_org/${org}` : ""}`;
-}
-
 export function repositoryView(c: Context<AppEnv>, r: RepositoryRow) {
   return {
     id: r.id,
@@ -95,7 +90,7 @@ export function repositoryView(c: Context<AppEnv>, r: RepositoryRow) {
     lastCheckedAt: r.lastCheckedAt ? new Date(r.lastCheckedAt).toISOString() : null,
     lastError: r.lastError,
     problems: r.syncProblems,
-    webhookUrl: `${baseUrl(c)}/webhooks/git/${r.id}`,
+    webhookUrl: `${orgBaseUrl(c)}/webhooks/git/${r.id}`,
     createdAt: new Date(r.createdAt).toISOString(),
   };
 }
@@ -171,7 +166,7 @@ repositoryRoutes.post("/", async (c) => {
   });
   const sync = body.sync ? await runSync(c, row, "create") : null;
   const current = (await getRepository(d, org, id)) ?? row;
-  return c.json({ repository: repositoryView(c, current), webhook: { url: `${baseUrl(c)}/webhooks/git/${id}`, secret }, ...(sync ? { sync } : {}) }, 201);
+  return c.json({ repository: repositoryView(c, current), webhook: { url: `${orgBaseUrl(c)}/webhooks/git/${id}`, secret }, ...(sync ? { sync } : {}) }, 201);
 });
 
 repositoryRoutes.get("/:id", async (c) => c.json({ repository: repositoryView(c, await repoFor(c, "read")) }));
@@ -224,7 +219,7 @@ repositoryRoutes.post("/:id/webhook-secret", async (c) => {
   await putSecret(db(c.env), c.env, c.get("org"), name, secret);
   if (!repo.webhookSecret) await updateRepository(db(c.env), c.get("org"), repo.id, { webhookSecret: name });
   auditRequest(c, { action: "repository.webhook_rotate", resource: `/repositories/${repo.id}`, outcome: "success" });
-  return c.json({ webhook: { url: `${baseUrl(c)}/webhooks/git/${repo.id}`, secret } });
+  return c.json({ webhook: { url: `${orgBaseUrl(c)}/webhooks/git/${repo.id}`, secret } });
 });
 
 repositoryRoutes.get("/:id/agents", async (c) => {

@@ -6,6 +6,7 @@ import { and, desc, eq, isNull } from "drizzle-orm";
 import type { Db } from "../db/client";
 import { apiKeys, type ApiKeyRow } from "../db/schema";
 import type { OrgScope } from "../db/scope";
+import { sha256Hex, timingSafeEqual } from "../util/bytes";
 import type { Grant } from "./principal";
 
 const ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
@@ -19,17 +20,6 @@ function randomString(length: number): string {
   return out;
 }
 
-export async function sha256Hex(text: string): Promise<string> {
-  const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text));
-  return [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, "0")).join("");
-}
-
-function timingSafeEqualHex(a: string, b: string): boolean {
-  if (a.length !== b.length) return false;
-  let diff = 0;
-  for (let i = 0; i < a.length; i++) diff |= a.charCodeAt(i) ^ b.charCodeAt(i);
-  return diff === 0;
-}
 
 export function looksLikeApiKey(token: string): boolean {
   return token.startsWith("shk_");
@@ -102,7 +92,7 @@ export async function verifyApiKey(db: Db, scope: OrgScope, token: string, touch
   let key = cached && cached.expires > now ? cached.row : null;
   if (!key) {
     const found = await db.query.apiKeys.findFirst({ where: eq(apiKeys.prefix, m[1] ?? "") });
-    if (!found || !timingSafeEqualHex(found.hash, hash)) return null;
+    if (!found || !timingSafeEqual(found.hash, hash)) return null;
     key = found;
     if (verified.size > 10_000) verified.clear();
     verified.set(hash, { row: key, expires: now + TTL_MS });

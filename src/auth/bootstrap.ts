@@ -11,7 +11,8 @@ import { db } from "../db/client";
 import { ensureOrg, isValidSlug, setOrgRateLimits } from "../db/orgs";
 import { AppError } from "../errors";
 import type { AppEnv } from "../http/app-env";
-import { createApiKey, sha256Hex } from "./api-keys";
+import { sha256Hex } from "../util/bytes";
+import { createApiKey } from "./api-keys";
 import { addMember, mirrorUser } from "./users";
 
 const BootstrapBody = z.object({

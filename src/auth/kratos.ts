@@ -6,6 +6,7 @@
  */
 import { Configuration, FrontendApi, type Session } from "@ory/client";
 import { AppError } from "../errors";
+import { sha256Hex } from "../util/bytes";
 
 export type KratosCredential = { sessionToken: string } | { cookie: string };
 
@@ -35,8 +36,7 @@ function client(url: string): FrontendApi {
 
 async function cacheKey(url: string, cred: KratosCredential): Promise<string> {
   const raw = "sessionToken" in cred ? `t\u0000${cred.sessionToken}` : `c\u0000${cred.cookie}`;
-  const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(`${url}\u0000${raw}`));
-  return [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, "0")).join("");
+  return sha256Hex(`${url}\u0000${raw}`);
 }
 
 function identityOf(session: Session): KratosIdentity | null {

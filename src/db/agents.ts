@@ -88,38 +88,6 @@ export async function listExposedAgents(db: Db, scope: OrgScope): Promise<AgentI
 
 export type AgentUpsert = Omit<AgentRow, "orgId" | "updatedAt">;
 
-/** Replaces a repository's agent index with `entries` (one D1 batch). */
-export async function replaceRepositoryAgents(db: Db, scope: OrgScope, repositoryId: string, entries: AgentUpsert[]): Promise<void> {
-  const names = entries.map((e) => e.name);
-  const scoped = and(eq(agents.orgId, scope.orgId), eq(agents.repositoryId, repositoryId));
-  // One JSON parameter instead of one per name: D1 allows 100 bound parameters a statement.
-  const stale = db
-    .delete(agents)
-    .where(and(scoped, sql`${agents.name} NOT IN (SELECT value FROM json_each(${JSON.stringify(names)}))`));
-  const upserts = entries.map((e) =>
-    db
-      .insert(agents)
-      .values({ ...e, orgId: scope.orgId, repositoryId })
-      .onConflictDoUpdate({
-        target: [agents.repositoryId, agents.name],
-        set: {
-          path: e.path,
-          commitSha: e.commitSha,
-          blobSha: e.blobSha,
-          exposed: e.exposed,
-          description: e.description,
-          version: e.version,
-          model: e.model,
-          tags: e.tags,
-          card: e.card,
-          updatedAt: Date.now(),
-        },
-      }),
-  );
-  await db.batch([stale, ...upserts]);
-  clearAgentLookupCache();
-}
-
 // 13 columns a row; D1 binds at most 100 parameters a statement.
 const UPSERT_ROWS = 7;
 

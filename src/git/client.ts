@@ -18,6 +18,7 @@
 // @ts-ignore -- no type declarations for node:zlib in the Worker tsconfig
 import * as nodeZlib from "node:zlib";
 import { GitError } from "./errors";
+import { toHex } from "../util/bytes";
 
 export { GitError, type GitErrorCode } from "./errors";
 
@@ -453,18 +454,14 @@ function concat(chunks: Uint8Array[], total: number): Uint8Array {
   return out;
 }
 
-function hex(bytes: Uint8Array): string {
-  let s = "";
-  for (const b of bytes) s += (b < 16 ? "0" : "") + b.toString(16);
-  return s;
-}
+
 
 async function objectId(type: number, data: Uint8Array): Promise<string> {
   const header = new TextEncoder().encode(`${TYPE_NAMES[type]} ${data.byteLength}\0`);
   const buf = new Uint8Array(header.byteLength + data.byteLength);
   buf.set(header, 0);
   buf.set(data, header.byteLength);
-  return hex(new Uint8Array(await crypto.subtle.digest("SHA-1", buf)));
+  return toHex(new Uint8Array(await crypto.subtle.digest("SHA-1", buf)));
 }
 
 /**
@@ -480,8 +477,8 @@ async function readPack(pack: Uint8Array, base: string, maxUnpackedBytes: number
   if (version !== 2 && version !== 3) throw bad(`version ${version}`);
   const count = view.getUint32(8);
   const end = pack.byteLength - 20;
-  const expected = hex(pack.subarray(end));
-  const actual = hex(new Uint8Array(await crypto.subtle.digest("SHA-1", pack.subarray(0, end))));
+  const expected = toHex(pack.subarray(end));
+  const actual = toHex(new Uint8Array(await crypto.subtle.digest("SHA-1", pack.subarray(0, end))));
   if (expected !== actual) throw bad("checksum mismatch");
 
   const byOid = new Map<string, PackObject>();
@@ -526,7 +523,7 @@ async function readPack(pack: Uint8Array, base: string, maxUnpackedBytes: number
       }
       baseOffset = start - off;
     } else if (type === REF_DELTA) {
-      baseOid = hex(pack.subarray(pos, pos + 20));
+      baseOid = toHex(pack.subarray(pos, pos + 20));
       pos += 20;
     } else if (!(type in TYPE_NAMES)) {
       throw bad(`unknown object type ${type}`);
@@ -651,7 +648,7 @@ function parseTree(data: Uint8Array, bad: (why: string) => GitError): Array<{ mo
     entries.push({
       mode: decoder.decode(data.subarray(p, space)),
       name: decoder.decode(data.subarray(space + 1, nul)),
-      oid: hex(data.subarray(nul + 1, nul + 21)),
+      oid: toHex(data.subarray(nul + 1, nul + 21)),
     });
     p = nul + 21;
   }

@@ -3,7 +3,7 @@
  * clients that cannot resolve `*.localhost` may name the org with an `X-Shaman-Org`
  * header or a `/_org/<slug>/` path prefix; production ignores both.
  */
-import type { MiddlewareHandler } from "hono";
+import type { Context, MiddlewareHandler } from "hono";
 import { config, type Config } from "../config";
 import { db } from "../db/client";
 import { orgBySlug } from "../db/orgs";
@@ -26,6 +26,13 @@ export function orgSlugFor(req: Request, url: URL, cfg: Config, pathOrg: string 
   const fallback = pathOrg ?? req.headers.get(DEV_ORG_HEADER)?.toLowerCase() ?? null;
   if (fromHost && fallback && fallback !== fromHost) return null;
   return fromHost ?? fallback;
+}
+
+/** The URL prefix of the org's routes as the caller reached them (`https://acme.<domain>` or `…/_org/acme`). */
+export function orgBaseUrl(c: Context<AppEnv>): string {
+  const url = new URL(c.req.url);
+  const org = c.req.param("org");
+  return `${url.protocol}//${url.host}${org ? `/_org/${org}` : ""}`;
 }
 
 export function resolveOrg(): MiddlewareHandler<AppEnv> {

@@ -14,6 +14,7 @@ import type { Db } from "../db/client";
 import { repositorySyncedStatement } from "../db/repositories";
 import type { RepositoryRow, SyncProblem } from "../db/schema";
 import type { OrgScope } from "../db/scope";
+import { toHex } from "../util/bytes";
 
 export interface SnapshotFile {
   path: string;
@@ -183,6 +184,5 @@ export async function contentCommitId(files: Map<string, Uint8Array>): Promise<s
     const bytes = files.get(path);
     if (bytes) lines.push(`${await gitBlobSha(bytes)} ${path}`);
   }
-  const digest = await crypto.subtle.digest("SHA-1", new TextEncoder().encode(lines.join("\n")));
-  return [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, "0")).join("");
+  return toHex(await crypto.subtle.digest("SHA-1", new TextEncoder().encode(lines.join("\n"))));
 }

@@ -17,6 +17,7 @@ import type { AppEnv } from "../http/app-env";
 import { rateLimit } from "../http/rate-limit";
 import type { SyncJob } from "../runs/types";
 import { readSecret } from "../secrets/store";
+import { sha256Hex, timingSafeEqual, toHex } from "../util/bytes";
 
 const MAX_BODY_BYTES = 5 * 1024 * 1024;
 const REPO_ID = /^[0-9a-f-]{36}$/;
@@ -31,19 +32,13 @@ const refused = () => new AppError("UNAUTHORIZED", "missing or invalid webhook s
 
 async function hmacHex(secret: string, body: Uint8Array): Promise<string> {
   const key = await crypto.subtle.importKey("raw", new TextEncoder().encode(secret), { name: "HMAC", hash: "SHA-256" }, false, ["sign"]);
-  const mac = await crypto.subtle.sign("HMAC", key, body);
-  return [...new Uint8Array(mac)].map((b) => b.toString(16).padStart(2, "0")).join("");
+  return toHex(await crypto.subtle.sign("HMAC", key, body));
 }
 
-/** Constant-time comparison (after hashing both, so lengths leak nothing either). */
+/** Constant-time comparison of the digests, so neither content nor length leaks. */
 async function same(a: string, b: string): Promise<boolean> {
-  const enc = new TextEncoder();
-  const [x, y] = await Promise.all([crypto.subtle.digest("SHA-256", enc.encode(a)), crypto.subtle.digest("SHA-256", enc.encode(b))]);
-  const u = new Uint8Array(x);
-  const v = new Uint8Array(y);
-  let diff = 0;
-  for (let i = 0; i < u.length; i++) diff |= (u[i] ?? 0) ^ (v[i] ?? 0);
-  return diff === 0;
+  const [x, y] = await Promise.all([sha256Hex(a), sha256Hex(b)]);
+  return timingSafeEqual(x, y);
 }
 
 export type WebhookSender = "github" | "gitlab" | "generic";
