@@ -1,11 +1,19 @@
 import { cloudflareTest, readD1Migrations } from "@cloudflare/vitest-plugin";
+import { unstable_readConfig } from "wrangler";
 import { defineConfig } from "vitest/config";
+import { LOCAL_VARS } from "./scripts/local-vars.mjs";
 
 // Tests run inside workerd against real local D1, R2, Queues and Durable Objects. Helper
 // servers (an OpenAI-compatible model server, …) run in Node, started by globalSetup on
 // 127.0.0.1; their URLs reach the Worker as bindings.
 export default defineConfig(async () => {
   const migrations = await readD1Migrations("./migrations");
+  // What `wrangler deploy` would ship (top level and [env.production]), for the test that
+  // checks every local-only switch is off there.
+  const deployVars = {
+    top: unstable_readConfig({ config: "wrangler.toml" }).vars,
+    production: unstable_readConfig({ config: "wrangler.toml", env: "production" }).vars,
+  };
   return {
     plugins: [
       cloudflareTest(({ inject }) => ({
@@ -18,7 +26,9 @@ export default defineConfig(async () => {
             KRATOS_URL: inject<string>("kratosUrl"),
             TEST_GIT_URL: inject<string>("gitUrl"),
             SHAMAN_BOOTSTRAP_TOKEN: "test-bootstrap-token",
-            SHAMAN_DEV_IDENTITY: "true",
+            // The tests run as local development (wrangler.toml's own vars are production's).
+            ...LOCAL_VARS,
+            TEST_DEPLOY_VARS: JSON.stringify(deployVars),
           },
         },
       })),

@@ -1,6 +1,7 @@
 // Helpers shared by the local scripts (dev, demo, bench): start `wrangler dev`, seed the
 // demo org, talk HTTP with a Host header (Node's fetch cannot resolve *.localhost).
 import { spawn, spawnSync } from "node:child_process";
+import { LOCAL_VARS } from "./local-vars.mjs";
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { request } from "node:http";
 import { createServer } from "node:net";
@@ -50,6 +51,8 @@ export function migrateLocal(persistTo, config = "wrangler.toml") {
  * process group (wrangler starts workerd children).
  */
 export async function startWrangler({ port, persistTo, config = "wrangler.toml", inherit = false, vars = {}, remember = false }) {
+  // Shaman itself gets the local-only settings; wrangler.toml's own are the production ones.
+  if (config === "wrangler.toml") vars = { ...LOCAL_VARS, ...vars };
   const args = ["dev", "--config", config, "--port", String(port), "--ip", "127.0.0.1", "--show-interactive-dev-session=false"];
   if (persistTo) args.push("--persist-to", persistTo);
   for (const [k, v] of Object.entries({ SHAMAN_BOOTSTRAP_TOKEN: LOCAL_BOOTSTRAP_TOKEN, ...vars })) args.push("--var", `${k}:${v}`);

@@ -2,6 +2,7 @@
 export interface Config {
   /** Orgs are served at `<slug>.<domain>`. */
   domain: string;
+  /** True unless SHAMAN_ENV is exactly "development". */
   production: boolean;
   /** Local-only fallbacks for the org: `X-Shaman-Org` header or `/_org/<slug>/` prefix. */
   devRouting: boolean;
@@ -18,7 +19,8 @@ const cache = new WeakMap<object, Config>();
 export function config(env: Env): Config {
   let c = cache.get(env);
   if (c) return c;
-  const production = env.SHAMAN_ENV === "production";
+  // Fail closed: only the exact value "development" is development; unset or a typo is production.
+  const production = env.SHAMAN_ENV !== "development";
   c = {
     domain: (env.SHAMAN_DOMAIN || "localhost").toLowerCase(),
     production,

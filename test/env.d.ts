@@ -7,6 +7,8 @@ declare global {
       TEST_OPENAI_URL: string;
       TEST_PERMISO_URL: string;
       TEST_GIT_URL: string;
+      /** JSON: wrangler.toml vars a deploy ships, `{ top, production }`. */
+      TEST_DEPLOY_VARS: string;
     }
   }
 }
