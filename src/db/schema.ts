@@ -55,6 +55,10 @@ export const repositories = sqliteTable(
     nextSyncAt: integer("next_sync_at").notNull().default(0),
     /** A sync in progress holds this lease; others back off until it passes. */
     syncLeaseUntil: integer("sync_lease_until"),
+    /** The token of the sync holding the lease: its final writes apply only while it still holds it. */
+    syncLeaseToken: text("sync_lease_token"),
+    /** A head whose sync hit a hard limit (too large, too deep): not fetched again until the branch moves or a forced sync. */
+    failedCommit: text("failed_commit"),
     lastCheckedAt: integer("last_checked_at"),
     createdAt: integer("created_at").notNull().default(now),
     updatedAt: integer("updated_at").notNull().default(now),
@@ -332,6 +336,11 @@ export const orgSecrets = sqliteTable(
     /** base64(iv ‖ ciphertext ‖ tag) */
     ciphertext: text("ciphertext").notNull(),
     keyVersion: integer("key_version").notNull().default(1),
+    /**
+     * Host patterns this secret may be sent to as an outbound credential (git, MCP, external
+     * agents, provider keys); null or empty: nowhere (see src/net/outbound.ts).
+     */
+    allowedHosts: text("allowed_hosts", { mode: "json" }).$type<string[]>(),
     createdAt: integer("created_at").notNull().default(now),
     updatedAt: integer("updated_at").notNull().default(now),
   },
