@@ -12,7 +12,11 @@
 
 import { z } from "zod";
 
-export const ACTIONS = ["execute", "read", "write", "admin"] as const;
+/**
+ * `use` on `/secrets/{name}`: name the secret as an outbound credential (of a repository,
+ * an external agent), or move something that carries it to another URL.
+ */
+export const ACTIONS = ["execute", "read", "write", "admin", "use"] as const;
 export type Action = (typeof ACTIONS)[number];
 
 /** A stored grant: `action` may be `*`, `resource` may end in `*`. */
