@@ -25,6 +25,7 @@ export default defineConfig(async () => {
             TEST_PERMISO_URL: inject<string>("permisoUrl"),
             KRATOS_URL: inject<string>("kratosUrl"),
             TEST_GIT_URL: inject<string>("gitUrl"),
+            TEST_CAPTURE_URL: inject<string>("captureUrl"),
             SHAMAN_BOOTSTRAP_TOKEN: "test-bootstrap-token",
             // The tests run as local development (wrangler.toml's own vars are production's).
             ...LOCAL_VARS,

@@ -431,7 +431,7 @@ describe("org secrets", () => {
     expect(names).toEqual([...names].sort());
     expect(names).toEqual(expect.arrayContaining(["a-list", "b.list"]));
     expect(names).not.toContain("other-org");
-    for (const s of list) expect(Object.keys(s).sort()).toEqual(["createdAt", "name", "updatedAt"]);
+    for (const s of list) expect(Object.keys(s).sort()).toEqual(["allowedHosts", "createdAt", "name", "updatedAt"]);
     expect(JSON.stringify(list)).not.toContain("XYZ");
 
     expect(await deleteSecret(db(env), b, "a-list")).toBe(false);

@@ -7,6 +7,8 @@ declare global {
       TEST_OPENAI_URL: string;
       TEST_PERMISO_URL: string;
       TEST_GIT_URL: string;
+      /** Base URL of the capturing server (test/servers/capture.ts). */
+      TEST_CAPTURE_URL: string;
       /** JSON: wrangler.toml vars a deploy ships, `{ top, production }`. */
       TEST_DEPLOY_VARS: string;
     }
@@ -25,5 +27,7 @@ declare module "vitest" {
     kratosUrl: string;
     /** Base URL of the git smart-HTTP test server (test/servers/git.ts). */
     gitUrl: string;
+    /** Base URL of the capturing server (test/servers/capture.ts). */
+    captureUrl: string;
   }
 }

@@ -7,6 +7,7 @@ import type { Db } from "../db/client";
 import { orgSecrets } from "../db/schema";
 import type { OrgScope } from "../db/scope";
 import { AppError } from "../errors";
+import { normaliseHostList, type CredentialScope } from "../net/outbound";
 import { forgetSecret } from "./cache";
 import { decryptSecret, encryptSecret, KEY_VERSION, secretsKeyMaterial } from "./crypto";
 
@@ -15,8 +16,24 @@ export const MAX_SECRET_BYTES = 64 * 1024;
 
 export interface SecretInfo {
   name: string;
+  /** Hosts the secret may be sent to as an outbound credential; empty: nowhere. */
+  allowedHosts: string[];
   createdAt: number;
   updatedAt: number;
+}
+
+/** A secret's value with the hosts it may be sent to: what outbound callers get. */
+export interface Credential extends CredentialScope {
+  value: string;
+}
+
+/** Validates and normalises a host list given through the API (400 naming the bad entry). */
+export function checkAllowedHosts(hosts: readonly string[]): string[] {
+  try {
+    return normaliseHostList(hosts);
+  } catch (err) {
+    throw new AppError("BAD_REQUEST", `allowedHosts: ${err instanceof Error ? err.message : String(err)}`);
+  }
 }
 
 function checkName(name: string): void {
@@ -28,30 +45,57 @@ function checkName(name: string): void {
   }
 }
 
-/** Creates or replaces a secret. The plaintext exists only in this call's memory. */
-export async function putSecret(db: Db, env: Env, scope: OrgScope, name: string, value: string): Promise<SecretInfo> {
+/**
+ * Creates or replaces a secret. The plaintext exists only in this call's memory.
+ * `allowedHosts`: the hosts it may be sent to; omitted keeps an existing secret's list
+ * (a new secret gets none: usable only inside the platform, e.g. webhook secrets).
+ */
+export async function putSecret(db: Db, env: Env, scope: OrgScope, name: string, value: string, allowedHosts?: readonly string[]): Promise<SecretInfo> {
   checkName(name);
   if (typeof value !== "string") throw new AppError("BAD_REQUEST", "secret value must be a string");
   if (new TextEncoder().encode(value).length > MAX_SECRET_BYTES) {
     throw new AppError("PAYLOAD_TOO_LARGE", `secret value exceeds ${MAX_SECRET_BYTES / 1024} KiB`);
   }
+  const hosts = allowedHosts === undefined ? undefined : checkAllowedHosts(allowedHosts);
   const ciphertext = await encryptSecret(secretsKeyMaterial(env), scope.orgId, name, value);
   const now = Date.now();
+  forgetSecret(scope.orgId, name);
   const [row] = await db
     .insert(orgSecrets)
-    .values({ orgId: scope.orgId, name, ciphertext, keyVersion: KEY_VERSION, createdAt: now, updatedAt: now })
+    .values({ orgId: scope.orgId, name, ciphertext, keyVersion: KEY_VERSION, allowedHosts: hosts ?? [], createdAt: now, updatedAt: now })
     .onConflictDoUpdate({
       target: [orgSecrets.orgId, orgSecrets.name],
-      set: { ciphertext, keyVersion: KEY_VERSION, updatedAt: now },
+      set: { ciphertext, keyVersion: KEY_VERSION, updatedAt: now, ...(hosts !== undefined ? { allowedHosts: hosts } : {}) },
     })
-    .returning({ name: orgSecrets.name, createdAt: orgSecrets.createdAt, updatedAt: orgSecrets.updatedAt });
+    .returning(infoColumns);
   forgetSecret(scope.orgId, name);
-  return row ?? { name, createdAt: now, updatedAt: now };
+  return row ? toInfo(row) : { name, allowedHosts: hosts ?? [], createdAt: now, updatedAt: now };
+}
+
+/** Replaces the hosts a secret may be sent to; null if the org has no such secret. */
+export async function setSecretHosts(db: Db, scope: OrgScope, name: string, allowedHosts: readonly string[]): Promise<SecretInfo | null> {
+  if (!SECRET_NAME.test(name)) return null;
+  const hosts = checkAllowedHosts(allowedHosts);
+  forgetSecret(scope.orgId, name);
+  const [row] = await db
+    .update(orgSecrets)
+    .set({ allowedHosts: hosts, updatedAt: Date.now() })
+    .where(and(eq(orgSecrets.orgId, scope.orgId), eq(orgSecrets.name, name)))
+    .returning(infoColumns);
+  forgetSecret(scope.orgId, name);
+  return row ? toInfo(row) : null;
+}
+
+const infoColumns = { name: orgSecrets.name, allowedHosts: orgSecrets.allowedHosts, createdAt: orgSecrets.createdAt, updatedAt: orgSecrets.updatedAt };
+
+function toInfo(row: { name: string; allowedHosts: string[] | null; createdAt: number; updatedAt: number }): SecretInfo {
+  return { ...row, allowedHosts: row.allowedHosts ?? [] };
 }
 
 /** Deletes a secret; false if the org has none by that name. */
 export async function deleteSecret(db: Db, scope: OrgScope, name: string): Promise<boolean> {
   if (!SECRET_NAME.test(name)) return false;
+  forgetSecret(scope.orgId, name);
   const deleted = await db
     .delete(orgSecrets)
     .where(and(eq(orgSecrets.orgId, scope.orgId), eq(orgSecrets.name, name)))
@@ -62,11 +106,15 @@ export async function deleteSecret(db: Db, scope: OrgScope, name: string): Promi
 
 /** The org's secret names and times, by name. Never values. */
 export async function listSecrets(db: Db, scope: OrgScope): Promise<SecretInfo[]> {
-  return db
-    .select({ name: orgSecrets.name, createdAt: orgSecrets.createdAt, updatedAt: orgSecrets.updatedAt })
-    .from(orgSecrets)
-    .where(eq(orgSecrets.orgId, scope.orgId))
-    .orderBy(asc(orgSecrets.name));
+  const rows = await db.select(infoColumns).from(orgSecrets).where(eq(orgSecrets.orgId, scope.orgId)).orderBy(asc(orgSecrets.name));
+  return rows.map(toInfo);
+}
+
+/** Whether the org has a secret by that name (no decryption). */
+export async function secretExists(db: Db, scope: OrgScope, name: string): Promise<boolean> {
+  if (!SECRET_NAME.test(name)) return false;
+  const row = await db.query.orgSecrets.findFirst({ columns: { name: true }, where: and(eq(orgSecrets.orgId, scope.orgId), eq(orgSecrets.name, name)) });
+  return row !== undefined;
 }
 
 /**
@@ -79,15 +127,24 @@ export async function listSecrets(db: Db, scope: OrgScope): Promise<SecretInfo[]
  * tampered secret is never mistaken for an absent one.
  */
 export async function readSecret(db: Db, env: Env, orgId: string, name: string): Promise<string | null> {
+  return (await readCredential(db, env, orgId, name))?.value ?? null;
+}
+
+/**
+ * A secret's value and the hosts it may be sent to, or null. For code that sends it
+ * somewhere: pass the result to `credentialFetch` (src/net/outbound.ts), which refuses any
+ * host not on the list. Same rules as `readSecret`.
+ */
+export async function readCredential(db: Db, env: Env, orgId: string, name: string): Promise<Credential | null> {
   if (!SECRET_NAME.test(name)) return null;
   const material = secretsKeyMaterial(env);
   const row = await db.query.orgSecrets.findFirst({
-    columns: { ciphertext: true, keyVersion: true },
+    columns: { ciphertext: true, keyVersion: true, allowedHosts: true },
     where: and(eq(orgSecrets.orgId, orgId), eq(orgSecrets.name, name)),
   });
   if (!row) return null;
   if (row.keyVersion !== KEY_VERSION) {
     throw new AppError("INTERNAL", `org secret ${name} uses unknown key version ${row.keyVersion}`);
   }
-  return decryptSecret(material, orgId, name, row.ciphertext);
+  return { secret: name, value: await decryptSecret(material, orgId, name, row.ciphertext), allowedHosts: row.allowedHosts ?? [] };
 }

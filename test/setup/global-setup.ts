@@ -1,6 +1,7 @@
 import { readdirSync, readFileSync } from "node:fs";
 import { join, relative } from "node:path";
 import type { TestProject } from "vitest/node";
+import { startCapture } from "../servers/capture";
 import { startGitServer } from "../servers/git";
 import { startKratos } from "../servers/kratos";
 import { startOpenAICompatible } from "../servers/openai-compatible";
@@ -31,7 +32,10 @@ export default async function setup(project: TestProject) {
   project.provide("kratosUrl", kratos.url);
   const git = await startGitServer();
   project.provide("gitUrl", git.url);
+  const capture = await startCapture();
+  project.provide("captureUrl", capture.url);
   return async () => {
+    await capture.close();
     await openai.close();
     await permiso.close();
     await kratos.close();
