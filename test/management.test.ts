@@ -72,6 +72,32 @@ describe("API keys", () => {
     expect(((await escalate.json()) as any).detail).toContain("does not hold");
   });
 
+  it("flags keys that never expire in the list, with a warning naming the active ones", async () => {
+    const make = async (name: string, expiresInDays?: number) => {
+      const res = await orgFetch("mgmt", "/api-keys", json({ name, permissions: [{ resource: "/agents/*", action: "read" }], ...(expiresInDays ? { expiresInDays } : {}) }));
+      expect(res.status).toBe(201);
+      return ((await res.json()) as any).apiKey as { id: string; createdBy: string };
+    };
+    const forever = await make("forever");
+    const monthly = await make("monthly", 30);
+    const retired = await make("retired");
+    expect((await orgFetch("mgmt", `/api-keys/${retired.id}`, { method: "DELETE" })).status).toBe(204);
+    // A key minted by a key is made by the person behind that key (the org owner here).
+    expect(forever.createdBy).toBe(seed.ownerId);
+
+    const list = (await (await orgFetch("mgmt", "/api-keys")).json()) as any;
+    const byId = new Map<string, any>(list.apiKeys.map((k: any) => [k.id, k]));
+    expect(byId.get(forever.id)).toMatchObject({ neverExpires: true, expiresAt: null });
+    expect(byId.get(monthly.id)).toMatchObject({ neverExpires: false });
+    expect(byId.get(retired.id)).toMatchObject({ neverExpires: true });
+    const warning = list.warnings.find((w: any) => w.code === "API_KEYS_NEVER_EXPIRE");
+    expect(warning.message).toContain("never expire");
+    expect(warning.keyIds).toContain(forever.id);
+    expect(warning.keyIds).not.toContain(monthly.id);
+    expect(warning.keyIds).not.toContain(retired.id); // revoked keys are no risk
+    for (const k of list.apiKeys) expect(warning.keyIds.includes(k.id)).toBe(k.neverExpires && k.revokedAt === null);
+  });
+
   it("rejects malformed bodies with a problem naming the field", async () => {
     const bad = await orgFetch("mgmt", "/api-keys", json({ name: "x", permissions: [{ resource: "agents", action: "execute" }] }));
     expect(bad.status).toBe(400);
@@ -165,6 +191,8 @@ describe("audit trail", () => {
 
 describe("external agent registry", () => {
   it("registers, lists, replaces and removes external agents; resolution finds them last", async () => {
+    expect((await orgFetch("mgmt", "/external-agents/Payments", json({ url: "https://pay.example.com/a2a/agents/Pay", credentialSecret: "PAY_TOKEN" }, "PUT"))).status).toBe(422);
+    expect((await orgFetch("mgmt", "/secrets/PAY_TOKEN", json({ value: "pay-token", allowedHosts: ["pay.example.com"] }, "PUT"))).status).toBe(200);
     const put = await orgFetch("mgmt", "/external-agents/Payments", json({ url: "https://pay.example.com/a2a/agents/Pay", credentialSecret: "PAY_TOKEN", description: "partner" }, "PUT"));
     expect(put.status).toBe(200);
     expect(((await put.json()) as any).externalAgent).toMatchObject({ name: "Payments", url: "https://pay.example.com/a2a/agents/Pay", credentialSecret: "PAY_TOKEN" });
@@ -184,7 +212,7 @@ describe("external agent registry", () => {
     expect((await orgFetch("mgmt", "/external-agents/Payments")).status).toBe(404);
     await expect(resolveAgentCall(db(env), scope, { repositoryId: seed.repository.id, name: "ProcessInvoice", allowedAgents: "*" }, "Payments")).rejects.toMatchObject({ code: "NOT_FOUND" });
 
-    expect((await orgFetch("mgmt", "/external-agents/Bad", json({ url: "ftp://x" }, "PUT"))).status).toBe(422);
+    expect((await orgFetch("mgmt", "/external-agents/Bad", json({ url: "ftp://x" }, "PUT"))).status).toBe(400);
     expect((await orgFetch("mgmt", "/external-agents/Bad", json({ url: "https://u:p@x.example.com" }, "PUT"))).status).toBe(400);
     expect((await orgFetch("mgmt", "/external-agents/9bad", json({ url: "https://x.example.com" }, "PUT"))).status).toBe(422);
     const rows = await eventually(() => auditRows("actionPrefix=external_agent."), (r) => r.length >= 3);

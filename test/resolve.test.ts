@@ -478,7 +478,11 @@ describe("parseAgentsJson", () => {
       null,
       2,
     );
-    const r = parseAgentsJson("agents.json", source);
+    // production's URL policy (the default): plain http is a problem of that alias only
+    const prod = parseAgentsJson("agents.json", source);
+    expect(prod.problems).toEqual([{ path: "agents.json", message: expect.stringMatching(/^alias 'Plain': 'url' must use https:\/\//), line: expect.any(Number) }]);
+    expect(prod.aliases.map((a) => a.alias)).not.toContain("Plain");
+    const r = parseAgentsJson("agents.json", source, { allowPrivateNetwork: true });
     expect(r.problems).toEqual([]);
     expect(r.warnings).toEqual([]);
     expect(r.aliases).toEqual([

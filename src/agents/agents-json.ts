@@ -23,6 +23,7 @@
  */
 import { z } from "zod";
 import { agentNameFromPath, type FileProblem } from "./format";
+import { outboundUrlProblem, type UrlPolicy } from "../net/url-policy";
 
 export interface AliasEntry {
   alias: string;
@@ -153,7 +154,11 @@ function keyLines(source: string): Map<string, number> {
 }
 
 /** Parses a repository's `agents.json`. Never throws. */
-export function parseAgentsJson(path: string, source: string): AgentsJsonResult {
+/**
+ * `policy`: the URL policy external aliases must obey (src/net/url-policy.ts); the default
+ * is production's (https, public hosts), so only local development passes a looser one.
+ */
+export function parseAgentsJson(path: string, source: string, policy: UrlPolicy = { allowPrivateNetwork: false }): AgentsJsonResult {
   const aliases: AliasEntry[] = [];
   const problems: FileProblem[] = [];
   const warnings: FileProblem[] = [];
@@ -241,6 +246,11 @@ export function parseAgentsJson(path: string, source: string): AgentsJsonResult 
       const parsed = ExternalTarget.safeParse(entry);
       if (!parsed.success) {
         fieldError(parsed.error.issues[0]);
+        continue;
+      }
+      const urlProblem = outboundUrlProblem(parsed.data.url, policy);
+      if (urlProblem) {
+        fail(`'url' ${urlProblem}`, lineOf(...prefix, alias, "url") ?? aliasLine);
         continue;
       }
       aliases.push({

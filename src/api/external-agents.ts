@@ -5,8 +5,10 @@
  *   GET    /external-agents/{name}   one
  *   PUT    /external-agents/{name}   { "url", "credentialSecret"?, "description"? }: create or replace
  *   DELETE /external-agents/{name}
- * The bearer token sent to the agent lives in the named org secret, never here. In
- * production the URL must be https to a public host.
+ * The bearer token sent to the agent lives in the named org secret, never here, and goes
+ * only to the hosts the secret allows. Naming a secret needs `use` on `/secrets/{name}`, and
+ * so does moving an agent that carries one to another URL. The URL follows the outbound
+ * URL policy (src/net/url-policy.ts): in production, https to a public host.
  */
 import { Hono, type Context } from "hono";
 import { z } from "zod";
@@ -16,9 +18,10 @@ import { config } from "../config";
 import { db } from "../db/client";
 import { deleteExternalAgent, getExternalAgent, listExternalAgents, putExternalAgent } from "../db/aliases";
 import { AppError } from "../errors";
-import { privateHostReason } from "../git/url";
 import type { AppEnv } from "../http/app-env";
 import { jsonBody } from "../http/body";
+import { outboundUrlProblem } from "../net/url-policy";
+import { authorizeCredentialUse } from "./credentials";
 
 const PutExternalAgent = z
   .object({
@@ -33,18 +36,8 @@ export const externalAgentRoutes = new Hono<AppEnv>();
 const notFound = () => new AppError("NOT_FOUND", "External agent not found");
 
 function checkUrl(c: Context<AppEnv>, raw: string): void {
-  let url: URL;
-  try {
-    url = new URL(raw);
-  } catch {
-    throw new AppError("BAD_REQUEST", "url: not a valid URL");
-  }
-  if (url.username || url.password) throw new AppError("BAD_REQUEST", "url: must not contain credentials; name an org secret in credentialSecret");
-  if (config(c.env).production) {
-    if (url.protocol !== "https:") throw new AppError("BAD_REQUEST", "url: must use https://");
-    const reason = privateHostReason(url.hostname);
-    if (reason) throw new AppError("BAD_REQUEST", `url: the host ${url.hostname} is not allowed: ${reason}`);
-  }
+  const problem = outboundUrlProblem(raw, { allowPrivateNetwork: !config(c.env).production });
+  if (problem) throw new AppError("BAD_REQUEST", `url: ${problem}`);
 }
 
 externalAgentRoutes.get("/", async (c) => {
@@ -65,6 +58,12 @@ externalAgentRoutes.put("/:name", async (c) => {
   await authorize(c, `/external-agents/${name}`, "write");
   const body = await jsonBody(c, PutExternalAgent);
   checkUrl(c, body.url);
+  const credential = body.credentialSecret ?? null;
+  if (credential) {
+    // Naming the secret, or pointing an agent that carries it somewhere new, is a use of it.
+    const before = await getExternalAgent(db(c.env), c.get("org"), name);
+    if (!before || before.credentialSecret !== credential || before.url !== body.url) await authorizeCredentialUse(c, credential);
+  }
   const stored = await putExternalAgent(db(c.env), c.get("org"), {
     name,
     url: body.url,

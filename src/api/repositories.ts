@@ -8,7 +8,10 @@
  *   POST   /repositories/{id}/sync             sync now (`?force=true` re-imports an unchanged head)
  *   POST   /repositories/{id}/webhook-secret   rotate the push-webhook secret (shown once)
  *   GET    /repositories/{id}/agents           its agents, private ones included
- * Permissions: `read`/`write` on `/repositories/{id}` (`/repositories/*` to list and add).
+ * Permissions: `read`/`write` on `/repositories/{id}` (`/repositories/*` to list and add);
+ * `admin` on it (`/repositories/*` when adding) to make it a root repository (its agents
+ * answer to unqualified names); `use` on `/secrets/{name}` to name a credential secret, and
+ * to change the URL of a repository that carries one.
  */
 import { Hono, type Context } from "hono";
 import { z } from "zod";
@@ -27,7 +30,8 @@ import type { AppEnv } from "../http/app-env";
 import { orgBaseUrl } from "../http/org";
 import { jsonBody } from "../http/body";
 import { syncRepository, type SyncOutcome } from "../repos/sync";
-import { deleteSecret, putSecret, readSecret, SECRET_NAME } from "../secrets/store";
+import { deleteSecret, putSecret, SECRET_NAME } from "../secrets/store";
+import { authorizeCredentialUse } from "./credentials";
 
 const REPO_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$/;
 const REPO_ID = /^[0-9a-f-]{36}$/;
@@ -104,12 +108,6 @@ function checkUrl(c: Context<AppEnv>, raw: string): string {
   }
 }
 
-async function checkCredential(c: Context<AppEnv>, name: string | null | undefined): Promise<void> {
-  if (!name) return;
-  if ((await readSecret(db(c.env), c.env, c.get("org").orgId, name)) === null) {
-    throw new AppError("UNPROCESSABLE", `credentialSecret: the org has no secret named '${name}' (PUT /secrets/${name} first)`);
-  }
-}
 
 function newWebhookSecret(): string {
   const bytes = crypto.getRandomValues(new Uint8Array(32));
@@ -142,7 +140,8 @@ repositoryRoutes.post("/", async (c) => {
   await authorize(c, "/repositories/*", "write");
   const body = await jsonBody(c, CreateRepository);
   const gitUrl = checkUrl(c, body.gitUrl);
-  await checkCredential(c, body.credentialSecret);
+  if (body.isRoot) await authorize(c, "/repositories/*", "admin");
+  if (body.credentialSecret) await authorizeCredentialUse(c, body.credentialSecret);
   const org = c.get("org");
   const d = db(c.env);
   const id = crypto.randomUUID();
@@ -176,8 +175,17 @@ repositoryRoutes.patch("/:id", async (c) => {
   const patch = await jsonBody(c, UpdateRepository);
   const changes: Parameters<typeof updateRepository>[3] = { ...patch };
   if (patch.gitUrl !== undefined) changes.gitUrl = checkUrl(c, patch.gitUrl);
-  if (patch.credentialSecret) await checkCredential(c, patch.credentialSecret);
   const moved = (changes.gitUrl !== undefined && changes.gitUrl !== repo.gitUrl) || (patch.branch !== undefined && patch.branch !== repo.branch);
+  // Root-ness decides which agents answer to unqualified names: an admin's call, either way.
+  if (patch.isRoot !== undefined && patch.isRoot !== repo.isRoot) await authorize(c, `/repositories/${repo.id}`, "admin");
+  // A credential goes wherever the repository points: naming one, or moving a repository
+  // that carries one, is a use of the secret.
+  const credential = patch.credentialSecret !== undefined ? patch.credentialSecret : repo.credentialSecret;
+  const named = patch.credentialSecret !== undefined && patch.credentialSecret !== repo.credentialSecret;
+  const urlChanged = changes.gitUrl !== undefined && changes.gitUrl !== repo.gitUrl;
+  if (credential && (named || urlChanged)) {
+    await authorizeCredentialUse(c, credential);
+  }
   let updated: RepositoryRow | null;
   try {
     updated = await updateRepository(db(c.env), c.get("org"), repo.id, { ...changes, ...(moved ? { nextSyncAt: 0 } : {}) });
