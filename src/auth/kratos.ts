@@ -2,7 +2,10 @@
  * Ory Kratos sessions through `@ory/client` (`FrontendApi.toSession`): a session token
  * (`Authorization: Bearer` or `X-Session-Token`) or the browser's session cookie. Positive
  * answers are cached briefly, never beyond the session's expiry; an unreachable Kratos is
- * a 503, never a pass.
+ * a 503, never a pass. Negative answers (no such session, expired, inactive) are cached
+ * for NEGATIVE_TTL_MS, so a flood of one bad token makes one Kratos call per isolate per
+ * period; an unreachable Kratos and a second-factor demand (403) are never cached. Both
+ * caches are keyed by a SHA-256 of Kratos's URL and the credential, never the credential.
  */
 import { Configuration, FrontendApi, type Session } from "@ory/client";
 import { AppError } from "../errors";
@@ -19,11 +22,14 @@ export interface KratosIdentity {
 }
 
 const POSITIVE_TTL_MS = 60_000;
+const NEGATIVE_TTL_MS = 15_000;
+const MAX_CACHED = 10_000;
 const TIMEOUT_MS = 3_000;
 
 // Isolate caches: one client per Kratos URL; verified sessions by credential hash.
 const clients = new Map<string, FrontendApi>();
 const sessions = new Map<string, { identity: KratosIdentity; expires: number }>();
+const refused = new Map<string, number>(); // credential hash → until when it is refused without asking
 
 function client(url: string): FrontendApi {
   let api = clients.get(url);
@@ -62,6 +68,16 @@ export async function kratosIdentity(url: string | undefined, cred: KratosCreden
   const now = Date.now();
   const hit = sessions.get(key);
   if (hit && hit.expires > now) return hit.identity;
+  const refusedUntil = refused.get(key);
+  if (refusedUntil !== undefined) {
+    if (refusedUntil > now) return null;
+    refused.delete(key);
+  }
+  const refuse = (): null => {
+    if (refused.size >= MAX_CACHED) refused.clear();
+    refused.set(key, now + NEGATIVE_TTL_MS);
+    return null;
+  };
   let session: Session;
   try {
     const res =
@@ -72,13 +88,13 @@ export async function kratosIdentity(url: string | undefined, cred: KratosCreden
   } catch (err) {
     // @ory/client rejects with an axios error carrying the HTTP response, if there was one.
     const status = (err as { response?: { status?: number } } | null)?.response?.status;
-    if (status === 401) return null;
+    if (status === 401) return refuse();
     if (status === 403) throw new AppError("FORBIDDEN", "a higher authentication assurance level (second factor) is required");
     throw new AppError("UNAVAILABLE", "the identity service is unavailable; try again");
   }
   const identity = identityOf(session);
-  if (!identity) return null;
-  if (sessions.size > 10_000) sessions.clear();
+  if (!identity) return refuse();
+  if (sessions.size > MAX_CACHED) sessions.clear();
   const expires = Math.min(now + POSITIVE_TTL_MS, identity.expiresAt ?? Number.POSITIVE_INFINITY);
   sessions.set(key, { identity, expires });
   return identity;
@@ -86,4 +102,5 @@ export async function kratosIdentity(url: string | undefined, cred: KratosCreden
 
 export function clearKratosCache(): void {
   sessions.clear();
+  refused.clear();
 }

@@ -4,7 +4,10 @@
  * `Authorization: Bearer`), or the browser session in `Cookie: ory_kratos_session=…`;
  * 200 with a Session, 401 with Kratos's error body for a missing, expired or revoked
  * session, 403 when the session needs a second factor (AAL2).
- * Test control: POST /__sessions adds a session; GET /__stats counts whoami calls.
+ * Test control: POST /__sessions adds (or replaces) a session, `unavailable: true` makes
+ * its whoami answer 503 as an outage would; GET /__stats counts whoami calls (all of
+ * them, and with `?token=…` those that carried that token, so test files sharing the
+ * server do not disturb each other's counts).
  */
 import { createServer, type IncomingMessage, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
@@ -16,6 +19,8 @@ interface FakeSession {
   expiresAt?: string;
   active?: boolean;
   aal2Required?: boolean;
+  /** Answer this session's whoami with 503 (an outage seen by this token only). */
+  unavailable?: boolean;
 }
 
 async function readBody(req: IncomingMessage): Promise<string> {
@@ -31,6 +36,7 @@ const error401 = (reason: string) => ({
 export async function startKratos(): Promise<{ url: string; close(): Promise<void> }> {
   const sessions = new Map<string, FakeSession>();
   let whoamiCalls = 0;
+  const callsByToken = new Map<string, number>();
   const server: Server = createServer(async (req, res) => {
     const json = (status: number, body: unknown) => res.writeHead(status, { "content-type": "application/json" }).end(JSON.stringify(body));
     if (req.method === "POST" && req.url === "/__sessions") {
@@ -42,7 +48,10 @@ export async function startKratos(): Promise<{ url: string; close(): Promise<voi
       sessions.delete(decodeURIComponent(req.url.slice("/__sessions/".length)));
       return json(200, { ok: true });
     }
-    if (req.method === "GET" && req.url === "/__stats") return json(200, { whoamiCalls });
+    if (req.method === "GET" && (req.url === "/__stats" || req.url?.startsWith("/__stats?"))) {
+      const token = new URL(req.url, "http://kratos").searchParams.get("token");
+      return json(200, { whoamiCalls, ...(token !== null ? { tokenCalls: callsByToken.get(token) ?? 0 } : {}) });
+    }
     if (req.method !== "GET" || !req.url?.startsWith("/sessions/whoami")) return json(404, { error: { code: 404, status: "Not Found", message: "not found" } });
     whoamiCalls++;
     const header = (name: string) => {
@@ -57,7 +66,9 @@ export async function startKratos(): Promise<{ url: string; close(): Promise<voi
       const m = /(?:^|;\s*)ory_kratos_session=([^;]+)/.exec(cookie);
       if (m?.[1]) token = decodeURIComponent(m[1]);
     }
+    if (token) callsByToken.set(token, (callsByToken.get(token) ?? 0) + 1);
     const s = token ? sessions.get(token) : undefined;
+    if (s?.unavailable) return json(503, { error: { code: 503, status: "Service Unavailable", message: "upstream unavailable" } });
     if (!s) return json(401, error401("No valid session credentials found in the request."));
     const expires = s.expiresAt ?? new Date(Date.now() + 3_600_000).toISOString();
     if (s.active === false || Date.parse(expires) <= Date.now()) return json(401, error401("The session is inactive or has expired."));
