@@ -1,9 +1,11 @@
 /**
  * API keys of the org, for machine clients:
- *   GET    /api-keys        list (never the key or its hash)
+ *   GET    /api-keys        list (never the key or its hash); flags keys that never expire
  *   POST   /api-keys        create; the key is in this response only
  *   DELETE /api-keys/{id}   revoke
- * A key can hold only grants its creator holds, so no one mints more than they have.
+ * A key can hold only grants its creator holds, so no one mints more than they have; and
+ * it keeps following its creator (src/auth/api-keys.ts): it stops when they leave the org
+ * and loses what they lose.
  */
 import { Hono, type Context } from "hono";
 import { z } from "zod";
@@ -29,7 +31,17 @@ export const apiKeyRoutes = new Hono<AppEnv>();
 apiKeyRoutes.get("/", async (c) => {
   await authorize(c, "/api-keys/*", "read");
   const keys = await listApiKeys(db(c.env), c.get("org"));
-  return c.json({ apiKeys: keys });
+  const forever = keys.filter((k) => k.neverExpires && k.revokedAt === null);
+  const warnings = forever.length
+    ? [
+        {
+          code: "API_KEYS_NEVER_EXPIRE",
+          message: `${forever.length} active API key${forever.length === 1 ? "" : "s"} never expire${forever.length === 1 ? "s" : ""}; create keys with expiresInDays and revoke the old ones`,
+          keyIds: forever.map((k) => k.id),
+        },
+      ]
+    : [];
+  return c.json({ apiKeys: keys, warnings });
 });
 
 apiKeyRoutes.post("/", async (c) => {

@@ -1,7 +1,8 @@
 /**
- * Authorisation at the gateway: `action` on a path-like `resource`. API keys carry their
- * own grants; users are asked of the policy port (built-in D1 engine or Permiso), which
- * fails closed (503) when it cannot answer.
+ * Authorisation at the gateway: `action` on a path-like `resource`. Users are asked of the
+ * policy port (built-in D1 engine or Permiso), which fails closed (503) when it cannot
+ * answer. An API key is allowed what its own grants cover AND its creator is allowed now
+ * (the policy port is asked for the creator): a key loses whatever its creator loses.
  */
 import type { Context } from "hono";
 import { policyFor } from "../authz";
@@ -11,7 +12,10 @@ import type { AppEnv } from "../http/app-env";
 
 export async function isAllowed(c: Context<AppEnv>, resource: string, action: Action): Promise<boolean> {
   const p = c.get("auth");
-  if (p.kind === "apiKey") return p.grants.some((g) => grantCovers(g, resource, action));
+  if (p.kind === "apiKey") {
+    if (!p.grants.some((g) => grantCovers(g, resource, action))) return false;
+    return policyFor(c.env).hasPermission(c.get("org"), p.createdBy, resource, action);
+  }
   return policyFor(c.env).hasPermission(c.get("org"), p.userId, resource, action);
 }
 

@@ -6,7 +6,8 @@ export interface Grant {
 
 export type Principal =
   | { kind: "user"; id: string; userId: string; email: string | null; via: "kratos" | "dev" }
-  | { kind: "apiKey"; id: string; keyId: string; name: string; grants: Grant[]; createdBy: string | null };
+  /** `createdBy`: the member who made the key; the key never does more than they may now. */
+  | { kind: "apiKey"; id: string; keyId: string; name: string; grants: Grant[]; createdBy: string };
 
 /** The id recorded in audit rows and used for rate limits: `user:<id>` or `key:<id>`. */
 export function principalId(p: Principal): string {

@@ -1,8 +1,10 @@
 /** The user mirror: identities of the identity provider, and their org memberships. */
-import { and, eq } from "drizzle-orm";
+import { and, eq, isNull } from "drizzle-orm";
+import { clearPolicyCache } from "../authz/builtin";
 import type { Db } from "../db/client";
-import { memberships, users } from "../db/schema";
+import { apiKeys, memberships, users } from "../db/schema";
 import type { OrgScope } from "../db/scope";
+import { clearApiKeyCache } from "./api-keys";
 
 export interface MirroredUser {
   id: string;
@@ -54,9 +56,26 @@ export async function addMember(db: Db, scope: OrgScope, userId: string): Promis
   memberCache.delete(`${scope.orgId}\u0000${userId}`);
 }
 
-export async function removeMember(db: Db, scope: OrgScope, userId: string): Promise<void> {
-  await db.delete(memberships).where(and(eq(memberships.orgId, scope.orgId), eq(memberships.userId, userId)));
+/**
+ * Removes a user from an org and, in the same batch, revokes every API key the user
+ * created there (a key follows its creator; re-adding the user does not bring them
+ * back). This isolate stops accepting the keys and the user's grants at once; other
+ * isolates within their cache bounds (30 s for keys, 10 s for grants). Returns the ids of
+ * the keys revoked.
+ */
+export async function removeMember(db: Db, scope: OrgScope, userId: string): Promise<string[]> {
+  const [, revoked] = await db.batch([
+    db.delete(memberships).where(and(eq(memberships.orgId, scope.orgId), eq(memberships.userId, userId))),
+    db
+      .update(apiKeys)
+      .set({ revokedAt: Date.now() })
+      .where(and(eq(apiKeys.orgId, scope.orgId), eq(apiKeys.createdBy, userId), isNull(apiKeys.revokedAt)))
+      .returning({ id: apiKeys.id }),
+  ]);
   memberCache.delete(`${scope.orgId}\u0000${userId}`);
+  clearApiKeyCache();
+  clearPolicyCache();
+  return revoked.map((r) => r.id);
 }
 
 export function clearUserCaches(): void {
