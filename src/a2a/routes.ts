@@ -7,7 +7,7 @@
  */
 import { Hono, type Context } from "hono";
 import { z } from "zod";
-import { authorize, isAllowed } from "../auth/authorize";
+import { isAllowed } from "../auth/authorize";
 import { findAgent, listExposedAgents, type AgentIndexEntry } from "../db/agents";
 import { db } from "../db/client";
 import { insertRun } from "../db/runs";
@@ -83,8 +83,13 @@ async function exposedAgent(c: Context<AppEnv>, name: string): Promise<AgentInde
 
 async function agentCard(c: Context<AppEnv>, name: string) {
   const agent = await exposedAgent(c, name);
-  if (!agent) return c.json(notFoundProblem(c, "Agent"), 404, { "content-type": "application/problem+json" });
-  await authorize(c, `/agents/${qualifiedName(agent)}`, "read");
+  const missing = () => c.json(notFoundProblem(c, "Agent"), 404, { "content-type": "application/problem+json" });
+  if (!agent) return missing();
+  // An agent the caller may not read answers exactly like a missing one (no existence oracle).
+  if (!(await isAllowed(c, `/agents/${qualifiedName(agent)}`, "read"))) {
+    auditRequest(c, { action: "auth.denied", resource: `/agents/${qualifiedName(agent)}`, outcome: "denied", input: { action: "read" } });
+    return missing();
+  }
   const url = `${orgBaseUrl(c)}/a2a/agents/${qualifiedName(agent)}`;
   const extra = agent.card ?? {};
   const card = {
@@ -107,7 +112,8 @@ async function agentCard(c: Context<AppEnv>, name: string) {
     supportedInterfaces: [{ url, protocolBinding: "JSONRPC", protocolVersion: "1.0" }],
     ...extra,
   };
-  return c.json(card, 200, { "cache-control": "public, max-age=30" });
+  // The card needs a credential: private caches only (authenticate() enforces it as well).
+  return c.json(card, 200, { "cache-control": "private, max-age=30" });
 }
 
 function notFoundProblem(c: Context<AppEnv>, what: string) {
@@ -140,10 +146,12 @@ async function jsonRpc(c: Context<AppEnv>, name: string): Promise<Response> {
   const id = requestIdOf(body);
 
   const agent = await exposedAgent(c, name);
-  if (!agent) return rpcJson(c, id, new JsonRpcError(JSONRPC.METHOD_NOT_FOUND, `No agent named '${name}' is available here`, undefined, 404));
+  const noSuchAgent = () => rpcJson(c, id, new JsonRpcError(JSONRPC.METHOD_NOT_FOUND, `No agent named '${name}' is available here`, undefined, 404));
+  if (!agent) return noSuchAgent();
+  // An agent the caller may not execute answers exactly like a missing one (no existence oracle).
   if (!(await isAllowed(c, `/agents/${qualifiedName(agent)}`, "execute"))) {
     auditRequest(c, { action: "auth.denied", resource: `/agents/${qualifiedName(agent)}`, outcome: "denied", input: { action: "execute" } });
-    return rpcJson(c, id, new JsonRpcError(JSONRPC.SERVER_ERROR, `Forbidden: not allowed to execute ${qualifiedName(agent)}`, undefined, 403));
+    return noSuchAgent();
   }
 
   if (Array.isArray(body)) return rpcJson(c, null, new JsonRpcError(JSONRPC.INVALID_REQUEST, "batch requests are not supported"));
