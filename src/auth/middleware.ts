@@ -6,11 +6,15 @@
  *   X-Session-Token: <token>           a Kratos session token
  *   Cookie: ory_kratos_session=…       a Kratos browser session
  * The credential stops here: nothing behind the gateway sees it.
+ *
+ * Every answer that passes through `authenticate()` (refusals included) depends on the
+ * credential, so it is marked for private caches only and varies on the credential
+ * headers; a route may choose a stricter Cache-Control (`no-store`), never a public one.
  */
 import type { Context, MiddlewareHandler } from "hono";
 import { config } from "../config";
 import { db } from "../db/client";
-import { AppError } from "../errors";
+import { AppError, problemResponse } from "../errors";
 import type { AppEnv } from "../http/app-env";
 import { looksLikeApiKey, verifyApiKey } from "./api-keys";
 import { kratosIdentity, type KratosCredential } from "./kratos";
@@ -72,11 +76,62 @@ export async function authenticateRequest(c: Context<AppEnv>): Promise<Principal
   return { kind: "user", id: `user:${user.id}`, userId: user.id, email: identity.email, via: "kratos" };
 }
 
+const CREDENTIAL_HEADERS = ["Authorization", "Cookie", "X-Session-Token"];
+
+/**
+ * Cache-Control and Vary for an answer that depends on the caller. No Cache-Control
+ * becomes `private, no-store`; `private` and `no-store` are kept as the route set them;
+ * anything else (`public, max-age=30`) loses `public`/`s-maxage` and gains `private`.
+ */
+export function privateCacheHeaders(headers: Headers): void {
+  const cc = headers.get("cache-control");
+  const directives = (cc ?? "")
+    .split(",")
+    .map((d) => d.trim())
+    .filter(Boolean);
+  const lower = directives.map((d) => d.toLowerCase());
+  if (directives.length === 0) headers.set("cache-control", "private, no-store");
+  else if (!lower.includes("private") && !lower.includes("no-store")) {
+    const kept = directives.filter((d) => !/^(public|s-maxage\s*=.*|proxy-revalidate)$/i.test(d));
+    headers.set("cache-control", ["private", ...kept].join(", "));
+  }
+  const vary = (headers.get("vary") ?? "")
+    .split(",")
+    .map((v) => v.trim())
+    .filter(Boolean);
+  if (vary.includes("*")) return;
+  const have = new Set(vary.map((v) => v.toLowerCase()));
+  for (const h of CREDENTIAL_HEADERS) if (!have.has(h.toLowerCase())) vary.push(h);
+  headers.set("vary", vary.join(", "));
+}
+
+function markPrivate(c: Context<AppEnv>): void {
+  const res = c.res;
+  // A WebSocket upgrade (101) carries no cacheable body and cannot be re-wrapped.
+  if (res.status === 101 || (res as Response & { webSocket?: unknown }).webSocket) return;
+  const headers = new Headers(res.headers);
+  privateCacheHeaders(headers);
+  // c.header copies a finalized (possibly immutable) response before changing it.
+  for (const name of ["cache-control", "vary"]) c.header(name, headers.get(name) ?? undefined);
+}
+
 export function authenticate(): MiddlewareHandler<AppEnv> {
   return async function authenticator(c, next) {
-    const principal = await authenticateRequest(c);
+    let principal: Principal;
+    try {
+      principal = await authenticateRequest(c);
+    } catch (err) {
+      if (!(err instanceof AppError)) throw err;
+      // Answered here (not by the app's error handler) so the refusal is marked private
+      // too; `c.error` keeps it visible to the middleware that audits refusals.
+      c.error = err;
+      const headers = new Headers();
+      privateCacheHeaders(headers);
+      return problemResponse(err, c.get("requestId") ?? "", headers);
+    }
     c.set("auth", principal);
     c.set("principal", principalId(principal));
     await next();
+    markPrivate(c);
   };
 }
