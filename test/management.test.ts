@@ -9,6 +9,7 @@ import type { RunObject } from "../durable-objects/run-object";
 import { runStub } from "../src/runs/stub";
 import type { Job, RunInit } from "../src/runs/types";
 import worker from "../workers/index";
+import { runStep } from "../workers/executor";
 import { eventually, orgFetch, rpc, seedOrg, sendMessage, type SeedResult } from "./helpers";
 
 let seed: SeedResult;
@@ -223,7 +224,7 @@ describe("external agent registry", () => {
 describe("executor and org secrets", () => {
   it("uses the org's own provider key from its secrets instead of the platform's", async () => {
     const orgKey = "sk-org-mgmt-0123456789abcdef";
-    expect((await orgFetch("mgmt", "/secrets/OPENAI_API_KEY", json({ value: orgKey }, "PUT"))).status).toBe(200);
+    expect((await orgFetch("mgmt", "/secrets/OPENAI_API_KEY", json({ value: orgKey, allowedHosts: ["127.0.0.1"] }, "PUT"))).status).toBe(200);
     const base = env.TEST_OPENAI_URL.replace(/\/v1$/, "");
     await fetch(`${base}/__requests`, { method: "DELETE" });
     const run: RunInit = {
@@ -251,6 +252,38 @@ describe("executor and org secrets", () => {
     for (const r of requests) expect(r.authorization).toBe(`Bearer ${orgKey}`);
     const snap = await runStub(env, run.runId).wait(run.orgId, 5_000);
     expect(snap?.status).toBe("completed");
+    expect((await orgFetch("mgmt", "/secrets/OPENAI_API_KEY", { method: "DELETE" })).status).toBe(204);
+  });
+
+  it("never sends the org's provider key to a model endpoint off the secret's host list", async () => {
+    const orgKey = "sk-org-mgmt-offlist-0123456789";
+    expect((await orgFetch("mgmt", "/secrets/OPENAI_API_KEY", json({ value: orgKey, allowedHosts: ["api.openai.com"] }, "PUT"))).status).toBe(200);
+    const base = env.TEST_OPENAI_URL.replace(/\/v1$/, "");
+    await fetch(`${base}/__requests`, { method: "DELETE" });
+    const testEnv = { ...env, OPENAI_BASE_URL: env.TEST_OPENAI_URL, OPENAI_API_KEY: "sk-platform-key-000000" } as Env;
+    const ctx = {
+      runId: crypto.randomUUID(),
+      stepId: "s1",
+      orgId: seed.org.id,
+      agent: { name: "ProcessInvoice", repositoryId: seed.repository.id, commit: seed.commit, path: "ProcessInvoice/prompt.md" },
+      depth: 0,
+      attempt: 1,
+      initiatedBy: null,
+      userId: null,
+      input: { messageId: "m", role: "user" as const, parts: [{ kind: "text" as const, text: "Invoice 10" }] },
+    };
+    const err = await runStep(ctx as any, testEnv).catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: "UNPROCESSABLE" });
+    expect((err as Error).message).toMatch(/OPENAI_API_KEY' may not be sent to the model endpoint 127\.0\.0\.1:\d+ \(allowed hosts: api\.openai\.com\)/);
+    // nothing reached the model server: neither the org's key nor, in its place, the platform's
+    expect((await (await fetch(`${base}/__requests`)).json()) as any[]).toEqual([]);
+    // the list widened to the model server: the org's key is used
+    expect((await orgFetch("mgmt", "/secrets/OPENAI_API_KEY", json({ allowedHosts: ["127.0.0.1"] }, "PATCH"))).status).toBe(200);
+    const { clearSecretCache } = await import("../src/secrets/cache");
+    clearSecretCache();
+    await runStep(ctx as any, testEnv);
+    const requests = (await (await fetch(`${base}/__requests`)).json()) as any[];
+    expect(requests.map((r) => r.authorization)).toEqual([`Bearer ${orgKey}`]);
     expect((await orgFetch("mgmt", "/secrets/OPENAI_API_KEY", { method: "DELETE" })).status).toBe(204);
   });
 

@@ -9,8 +9,8 @@ import { loadAgent } from "../src/agents/snapshot";
 import { writeAuditMany, type AuditEntry } from "../src/audit/log";
 import { db } from "../src/db/client";
 import { AppError } from "../src/errors";
-import { modelConfigFromEnv, resolveModel, type ModelConfig } from "../src/llm/registry";
-import { cachedSecret } from "../src/secrets/cache";
+import { modelConfigFromEnv, resolveModel, withOrgOpenAIKey, type ModelConfig } from "../src/llm/registry";
+import { cachedCredential } from "../src/secrets/cache";
 import { runStub } from "../src/runs/stub";
 import { orgById } from "../src/db/orgs";
 import { syncRepository } from "../src/repos/sync";
@@ -106,8 +106,8 @@ async function handleJob(message: Message<Job>, env: Env, audit: AuditBuffer): P
 /** The model configuration for an org: the platform's, with the org's own provider key if it set one. */
 export async function orgModelConfig(env: Env, orgId: string): Promise<ModelConfig> {
   const base = modelConfigFromEnv(env);
-  const orgKey = await cachedSecret(db(env), env, orgId, ORG_OPENAI_KEY_SECRET);
-  return orgKey ? { ...base, openaiApiKey: orgKey } : base;
+  const orgKey = await cachedCredential(db(env), env, orgId, ORG_OPENAI_KEY_SECRET);
+  return orgKey ? withOrgOpenAIKey(base, orgKey) : base;
 }
 
 type AuditSink = (entry: Omit<AuditEntry, "actor">) => void;

@@ -11,10 +11,20 @@
 import { createOpenAI } from "@ai-sdk/openai";
 import type { LanguageModelV4 } from "@ai-sdk/provider";
 import { AppError } from "../errors";
+import { credentialFetch, hostAllowed, type CredentialScope } from "../net/outbound";
 import { offlineProvider } from "./offline";
+
+export const OPENAI_DEFAULT_BASE_URL = "https://api.openai.com/v1";
 
 export interface ModelConfig {
   openaiApiKey?: string | undefined;
+  /**
+   * Set when `openaiApiKey` is an org secret: the hosts it may go to. Every request made
+   * with it is checked at sending (`credentialFetch`).
+   */
+  openaiKeyScope?: CredentialScope | undefined;
+  /** Set when the org's key may not go to the configured endpoint: OpenAI models fail with it. */
+  openaiKeyRefusal?: string | undefined;
   openaiBaseUrl?: string | undefined;
   /** Model for agents that name none, e.g. `openai:gpt-4o-mini` or `llama3.2`. */
   defaultModel?: string | undefined;
@@ -25,6 +35,27 @@ export interface ResolvedModel {
   /** `provider:model` as used, for events and audit. */
   id: string;
   offline: boolean;
+}
+
+/**
+ * The configuration with an org's own OpenAI key (an org secret with its allowed hosts):
+ * used only if the endpoint the platform would send it to is on the secret's list; if not,
+ * OpenAI models fail with a clear error rather than fall back to the platform's key.
+ */
+export function withOrgOpenAIKey(base: ModelConfig, key: { secret: string; value: string; allowedHosts: readonly string[] }): ModelConfig {
+  const endpoint = new URL(base.openaiBaseUrl ?? OPENAI_DEFAULT_BASE_URL);
+  const scope = { secret: key.secret, allowedHosts: key.allowedHosts };
+  if (!hostAllowed(endpoint, key.allowedHosts)) {
+    const where = endpoint.port ? `${endpoint.hostname}:${endpoint.port}` : endpoint.hostname;
+    return {
+      ...base,
+      openaiApiKey: undefined,
+      openaiKeyRefusal:
+        `the org's secret '${key.secret}' may not be sent to the model endpoint ${where} ` +
+        (key.allowedHosts.length ? `(allowed hosts: ${key.allowedHosts.join(", ")})` : "(it has no allowed hosts: PATCH /secrets/" + key.secret + " with allowedHosts)"),
+    };
+  }
+  return { ...base, openaiApiKey: key.value, openaiKeyScope: scope };
 }
 
 export function modelConfigFromEnv(env: Env): ModelConfig {
@@ -41,7 +72,7 @@ const OPENAI_FALLBACK_MODEL = "gpt-4o-mini";
 const openaiClients = new Map<string, ReturnType<typeof createOpenAI>>();
 
 function openaiClient(cfg: ModelConfig) {
-  const key = `${cfg.openaiBaseUrl ?? ""}\u0000${cfg.openaiApiKey ?? ""}`;
+  const key = `${cfg.openaiBaseUrl ?? ""}\u0000${cfg.openaiApiKey ?? ""}\u0000${cfg.openaiKeyScope?.allowedHosts.join(",") ?? ""}`;
   let client = openaiClients.get(key);
   if (!client) {
     client = createOpenAI({
@@ -49,6 +80,8 @@ function openaiClient(cfg: ModelConfig) {
       apiKey: cfg.openaiApiKey ?? "not-needed",
       ...(cfg.openaiBaseUrl ? { baseURL: cfg.openaiBaseUrl.replace(/\/+$/, "") } : {}),
       name: "openai",
+      // An org's key goes only where its secret allows, checked on every request.
+      ...(cfg.openaiKeyScope ? { fetch: credentialFetch(cfg.openaiKeyScope) } : {}),
     });
     if (openaiClients.size > 16) openaiClients.clear();
     openaiClients.set(key, client);
@@ -57,7 +90,7 @@ function openaiClient(cfg: ModelConfig) {
 }
 
 export function providersConfigured(cfg: ModelConfig): boolean {
-  return Boolean(cfg.openaiApiKey || cfg.openaiBaseUrl);
+  return Boolean(cfg.openaiApiKey || cfg.openaiBaseUrl || cfg.openaiKeyRefusal);
 }
 
 export function resolveModel(cfg: ModelConfig, requested: string | undefined | null): ResolvedModel {
@@ -71,6 +104,7 @@ export function resolveModel(cfg: ModelConfig, requested: string | undefined | n
     return { model: offlineProvider.languageModel(id), id: `offline:${id}`, offline: true };
   }
   if (provider === "" || provider === "openai") {
+    if (cfg.openaiKeyRefusal) throw new AppError("UNPROCESSABLE", cfg.openaiKeyRefusal);
     const id = modelId || OPENAI_FALLBACK_MODEL;
     const client = openaiClient(cfg);
     // Compatible servers speak chat completions; OpenAI itself gets its default API.
