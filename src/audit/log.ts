@@ -34,6 +34,12 @@ export interface AuditEntry {
   error?: unknown;
   /** Epoch ms; defaults to now. The id encodes it, so time filters can use the id index. */
   at?: number;
+  /**
+   * A row id made in advance with `auditId(at)`, for writers that may retry a write which
+   * could already have landed (the run object's settle, the executor's audit jobs): with a
+   * fixed id and insert-or-ignore, a retry cannot add a second row.
+   */
+  id?: string;
 }
 
 const TIME_DIGITS = 12;
@@ -91,7 +97,7 @@ function toRow(orgId: string, entry: AuditEntry): AuditInsert {
   if (entry.output !== undefined) summary.output = redact(entry.output);
   if (entry.error !== undefined) summary.error = redact(entry.error);
   return {
-    id: auditId(at),
+    id: entry.id ?? auditId(at),
     orgId,
     at: Math.floor(at),
     actor: field(entry.actor),
@@ -135,7 +141,8 @@ export async function writeAuditMany(db: Db, orgId: string, entries: readonly Au
   const rows = entries.map((e) => toRow(orgId, e));
   const statements = [];
   for (let i = 0; i < rows.length; i += ROWS_PER_STATEMENT) {
-    statements.push(db.insert(auditLog).values(rows.slice(i, i + ROWS_PER_STATEMENT)));
+    // Insert-or-ignore: entries with ids made in advance may be written again by a retry.
+    statements.push(db.insert(auditLog).values(rows.slice(i, i + ROWS_PER_STATEMENT)).onConflictDoNothing());
   }
   for (let i = 0; i < statements.length; i += STATEMENTS_PER_BATCH) {
     const [first, ...rest] = statements.slice(i, i + STATEMENTS_PER_BATCH);
