@@ -8,11 +8,11 @@
  * one object, so the schema is two small tables plus the run record in the sync KV.
  */
 import { DurableObject } from "cloudflare:workers";
-import type { AuditEntry } from "../src/audit/log";
+import { auditId, type AuditEntry } from "../src/audit/log";
 import { redactText } from "../src/audit/redact";
 import { config } from "../src/config";
 import { db } from "../src/db/client";
-import { setRunStatus } from "../src/db/runs";
+import { writeRunSummary, type RunSummary } from "../src/db/runs";
 import { AppError, problemResponse } from "../src/errors";
 import type { RunRpc } from "../src/runs/stub";
 import {
@@ -60,6 +60,20 @@ interface RunRecord extends RunInit {
   createdAt: number;
   updatedAt: number;
   nextStep: number;
+  /** When the run times out (the alarm fails it then). */
+  deadline: number;
+  /**
+   * What D1 is known to hold of this run: nothing yet, its summary row, or its final
+   * status with the `agent.call` audit row; "abandoned" after a permanent failure.
+   */
+  d1: "none" | "row" | "final" | "abandoned";
+  /** Failed D1 writes in a row, and when the alarm tries again (null: nothing pending). */
+  d1Failures: number;
+  d1RetryAt: number | null;
+  /** Set when the run settles: the time and the id of its `agent.call` audit row, made
+   * once so that every retry of the settle writes the same row. */
+  settledAt: number | null;
+  auditId: string | null;
 }
 
 /** Header the gateway sets with the caller's org; the object answers 404 to any other org. */
@@ -67,6 +81,9 @@ export const ORG_HEADER = "x-shaman-org-id";
 
 const FINISHED_STEP: ReadonlySet<string> = new Set<StepStatus>(["completed", "failed", "canceled"]);
 const REPLAY_PAGE = 500;
+/** A failed D1 write is tried again after 1 s, 2 s, 4 s, … at most 10 min apart, ~1 week in all. */
+const D1_RETRY_MAX_DELAY_MS = 10 * 60_000;
+const D1_MAX_FAILURES = 1_000;
 
 type StepRow = {
   id: string;
@@ -96,7 +113,7 @@ export class RunObject extends DurableObject<Env> implements RunRpc {
     super(ctx, env);
     this.sql = ctx.storage.sql;
     this.sql.exec(SCHEMA);
-    this.run = ctx.storage.kv.get<RunRecord>("run") ?? null;
+    this.run = upgradeRecord(ctx.storage.kv.get<RunRecord>("run") ?? null, () => config(env).runTimeoutMs);
     this.lastSeq = this.run ? (this.sql.exec<{ s: number | null }>("SELECT max(seq) AS s FROM events").one().s ?? 0) : 0;
     // Keep-alive pings are answered without waking the object.
     ctx.setWebSocketAutoResponse(new WebSocketRequestResponsePair("ping", "pong"));
@@ -104,13 +121,31 @@ export class RunObject extends DurableObject<Env> implements RunRpc {
 
   // ---- RPC: lifecycle -------------------------------------------------------------
 
-  /** Creates the run, queues its root step, and (if `waitMs` > 0) waits for it to settle. */
+  /**
+   * Creates the run, writes its D1 summary row, queues its root step, and (if `waitMs` > 0)
+   * waits for it to settle. The object owns the D1 row: a run the object never recorded
+   * has none, and one it recorded gets it (the alarm retries a failed write).
+   */
   async start(init: RunInit, waitMs = 0): Promise<RunSnapshot> {
     if (this.run) {
       if (this.run.runId !== init.runId || this.run.orgId !== init.orgId) throw new AppError("CONFLICT", "run id in use");
     } else {
       const now = Date.now();
-      this.run = { ...init, status: "submitted", output: null, error: null, createdAt: now, updatedAt: now, nextStep: 1 };
+      this.run = {
+        ...init,
+        status: "submitted",
+        output: null,
+        error: null,
+        createdAt: now,
+        updatedAt: now,
+        nextStep: 1,
+        deadline: now + config(this.env).runTimeoutMs,
+        d1: "none",
+        d1Failures: 0,
+        d1RetryAt: null,
+        settledAt: null,
+        auditId: null,
+      };
       const stepId = this.newStepId();
       this.save();
       this.sql.exec(
@@ -123,13 +158,16 @@ export class RunObject extends DurableObject<Env> implements RunRpc {
       this.append("run.created", null, { agent: init.agent.name, contextId: init.contextId, initiatedBy: init.initiatedBy });
       this.append("step.queued", stepId, { agent: init.agent.name, depth: 0, parentId: null });
       // A run whose work is lost (a job in the dead-letter queue, a crashed consumer) must
-      // still end: the alarm fails it if it has not finished by then.
-      void this.ctx.storage.setAlarm(now + config(this.env).runTimeoutMs);
-      try {
-        await this.env.JOBS.send({ kind: "step", runId: init.runId, orgId: init.orgId, stepId } satisfies StepJob);
-      } catch (err) {
-        this.settleRun("failed", null, `could not queue the run: ${errorText(err)}`);
-        throw new AppError("UNAVAILABLE", "the run could not be queued; try again");
+      // still end: the alarm fails it if it has not finished by then. It is committed with
+      // the record, so a run this object knows always reaches D1, at the latest then.
+      void this.ctx.storage.setAlarm(this.run.deadline);
+      // The D1 row and the job go out together (one round trip, not two): a step may even
+      // finish before the row lands, which is fine, as the settle writes the whole row.
+      const job: StepJob = { kind: "step", runId: init.runId, orgId: init.orgId, stepId };
+      const [, queueError] = await Promise.all([this.syncD1(), this.env.JOBS.send(job).then(() => null, (err: unknown) => err ?? "error")]);
+      if (queueError !== null) {
+        console.error(`run ${init.runId}: could not queue the run: ${errorText(queueError)}`);
+        await this.settleRunDurably("failed", null, "the run could not be queued; try again");
       }
     }
     if (waitMs > 0) await this.waitForSettled(waitMs);
@@ -220,19 +258,30 @@ export class RunObject extends DurableObject<Env> implements RunRpc {
     if (step.parent_id === null) await this.settleRunDurably("failed", null, error);
   }
 
-  /** The run timeout: fail every unfinished step and the run, unless it has ended. */
+  /**
+   * The alarm is two things: the run timeout (fail every unfinished step and the run) and
+   * the retry of a D1 write that failed. It stays armed until both are done.
+   */
   override async alarm(): Promise<void> {
     const run = this.run;
-    if (!run || TERMINAL_RUN_STATUSES.has(run.status)) return;
-    const seconds = Math.round((Date.now() - run.createdAt) / 1000);
-    const error = `the run timed out: not finished after ${seconds} s`;
-    const now = Date.now();
-    const open = this.sql.exec<StepRow>("SELECT * FROM steps WHERE status NOT IN ('completed', 'failed', 'canceled') ORDER BY created_at, id").toArray();
-    for (const step of open) {
-      this.sql.exec("UPDATE steps SET status = 'failed', error = ?, updated_at = ? WHERE id = ?", error, now, step.id);
-      this.append("step.failed", step.id, { agent: JSON.parse(step.agent).name, attempt: step.attempts, error });
+    if (!run) return;
+    // The alarm that fired is the earlier of the two; a retry due before the deadline is
+    // not a timeout (the clock is not compared, so a forced alarm behaves like a due one).
+    const retryFirst = run.d1RetryAt !== null && run.d1RetryAt < run.deadline && Date.now() < run.deadline;
+    if (!TERMINAL_RUN_STATUSES.has(run.status) && !retryFirst) {
+      const seconds = Math.round((Date.now() - run.createdAt) / 1000);
+      const error = `the run timed out: not finished after ${seconds} s`;
+      const now = Date.now();
+      const open = this.sql.exec<StepRow>("SELECT * FROM steps WHERE status NOT IN ('completed', 'failed', 'canceled') ORDER BY created_at, id").toArray();
+      for (const step of open) {
+        this.sql.exec("UPDATE steps SET status = 'failed', error = ?, updated_at = ? WHERE id = ?", error, now, step.id);
+        this.append("step.failed", step.id, { agent: JSON.parse(step.agent).name, attempt: step.attempts, error });
+      }
+      this.settleRun("failed", null, error);
     }
-    await this.settleRunDurably("failed", null, error);
+    run.d1RetryAt = null;
+    this.save();
+    await this.syncD1();
   }
 
   // ---- WebSockets -----------------------------------------------------------------
@@ -335,10 +384,13 @@ export class RunObject extends DurableObject<Env> implements RunRpc {
   private settleRun(status: "completed" | "failed" | "canceled", output: string | null, error: string | null): void {
     const run = this.run;
     if (!run || TERMINAL_RUN_STATUSES.has(run.status)) return;
+    const now = Date.now();
     run.status = status;
     run.output = output;
     run.error = error;
-    run.updatedAt = Date.now();
+    run.updatedAt = now;
+    run.settledAt = now;
+    run.auditId = run.audit ? auditId(now) : null;
     this.save();
     this.append(status === "completed" ? "run.completed" : "run.failed", null, status === "completed" ? { output } : { error, status });
     for (const ws of this.ctx.getWebSockets()) {
@@ -350,33 +402,112 @@ export class RunObject extends DurableObject<Env> implements RunRpc {
     }
     for (const wake of this.waiters) wake();
     this.waiters.clear();
-    // Finished: the timeout alarm has nothing left to do.
-    void this.ctx.storage.deleteAlarm();
   }
 
+  /** Settles the run and brings D1 up to date (or leaves the alarm armed to retry). */
   private async settleRunDurably(status: "completed" | "failed", output: string | null, error: string | null): Promise<void> {
     this.settleRun(status, output, error);
+    await this.syncD1();
+  }
+
+  /**
+   * Writes what D1 is missing of this run: its summary row while it runs; once settled,
+   * its final status with its `agent.call` audit row (one batch). The write is idempotent
+   * (`writeRunSummary`), so a retry after a write that landed but seemed to fail changes
+   * nothing. On failure the alarm is re-armed to try again; it is left armed until D1
+   * has the final state. Returns whether D1 is up to date.
+   */
+  private async syncD1(): Promise<boolean> {
+    const run = this.run;
+    if (!run) return true;
+    const final = TERMINAL_RUN_STATUSES.has(run.status);
+    if (run.d1 === "final" || run.d1 === "abandoned" || (!final && run.d1 === "row")) {
+      this.armAlarm();
+      return true;
+    }
+    try {
+      await writeRunSummary(db(this.env), this.summaryOf(run), final ? this.callAudit(run) : undefined);
+    } catch (err) {
+      // drizzle wraps D1's error ("Failed query: …"); the reason is in its cause.
+      const text = err instanceof Error && err.cause !== undefined ? `${errorText(err.cause)} (${errorText(err).slice(0, 60)}…)` : errorText(err);
+      run.d1Failures += 1;
+      if (/FOREIGN KEY constraint failed/i.test(text) || run.d1Failures >= D1_MAX_FAILURES) {
+        // The org is gone (its runs and audit rows went with it), or D1 refused for a week.
+        console.error(`run ${run.runId}: giving up on the D1 summary after ${run.d1Failures} attempt(s): ${text}`);
+        run.d1 = "abandoned";
+        run.d1RetryAt = null;
+      } else {
+        console.error(`run ${run.runId}: D1 write failed (attempt ${run.d1Failures}), retrying: ${text}`);
+        run.d1RetryAt = Date.now() + Math.min(D1_RETRY_MAX_DELAY_MS, 1000 * 2 ** Math.min(20, run.d1Failures - 1));
+      }
+      this.save();
+      this.armAlarm();
+      return false;
+    }
+    // Record only what was written: the run may have settled while the write was out.
+    if (final) run.d1 = "final";
+    else if (run.d1 === "none") run.d1 = "row";
+    run.d1Failures = 0;
+    run.d1RetryAt = null;
+    this.save();
+    this.armAlarm();
+    return true;
+  }
+
+  /** One alarm for the timeout of an unfinished run and the retry of a pending D1 write. */
+  private armAlarm(): void {
     const run = this.run;
     if (!run) return;
-    try {
-      const audit: AuditEntry | undefined = run.audit && {
-        actor: run.initiatedBy ?? "system",
-        userId: run.userId ?? null,
-        runId: run.runId,
-        action: "agent.call",
-        resource: run.audit.resource,
-        outcome: status === "completed" ? "success" : "error",
-        durationMs: Date.now() - run.createdAt,
-        requestId: run.audit.requestId,
-        input: run.audit.input,
-        output: { status, ...(output !== null ? { text: output } : {}) },
-        ...(error !== null ? { error } : {}),
-      };
-      await setRunStatus(db(this.env), run.orgId, run.runId, status, error, audit);
-    } catch (err) {
-      // The run object stays the source of truth; the D1 summary catches up on the next write.
-      console.error(`run ${run.runId}: D1 status update failed: ${errorText(err)}`);
-    }
+    const due: number[] = [];
+    if (!TERMINAL_RUN_STATUSES.has(run.status)) due.push(run.deadline);
+    if (run.d1RetryAt !== null) due.push(run.d1RetryAt);
+    if (due.length > 0) void this.ctx.storage.setAlarm(Math.min(...due));
+    else void this.ctx.storage.deleteAlarm();
+  }
+
+  private summaryOf(run: RunRecord): RunSummary {
+    const final = TERMINAL_RUN_STATUSES.has(run.status);
+    const settledAt = run.settledAt ?? run.updatedAt;
+    return {
+      id: run.runId,
+      orgId: run.orgId,
+      contextId: run.contextId,
+      agentName: run.agent.name,
+      repositoryId: run.agent.repositoryId,
+      commitSha: run.agent.commit,
+      initiatedBy: run.initiatedBy,
+      // D1 keeps the coarse states only: submitted until the run settles.
+      status: final ? run.status : "submitted",
+      error: final ? run.error : null,
+      createdAt: run.createdAt,
+      updatedAt: final ? settledAt : run.createdAt,
+      completedAt: final ? settledAt : null,
+    };
+  }
+
+  /**
+   * The call's `agent.call` audit row, the same on every retry (its id and time were fixed
+   * when the run settled). The message is not stored twice: the audit input is derived
+   * from the run's message here.
+   */
+  private callAudit(run: RunRecord): (AuditEntry & { id: string }) | undefined {
+    if (!run.audit || run.settledAt === null || run.auditId === null) return undefined;
+    const status = run.status;
+    return {
+      id: run.auditId,
+      at: run.settledAt,
+      actor: run.initiatedBy ?? "system",
+      userId: run.userId ?? null,
+      runId: run.runId,
+      action: "agent.call",
+      resource: run.audit.resource,
+      outcome: status === "completed" ? "success" : "error",
+      durationMs: run.settledAt - run.createdAt,
+      requestId: run.audit.requestId,
+      input: { message: run.message.parts, ...(run.audit.input ?? {}) },
+      output: { status, ...(run.output !== null ? { text: run.output } : {}) },
+      ...(run.error !== null ? { error: run.error } : {}),
+    };
   }
 
   private waitForSettled(waitMs: number): Promise<void> {
@@ -427,6 +558,21 @@ export class RunObject extends DurableObject<Env> implements RunRpc {
       steps,
     };
   }
+}
+
+/** Records written before the D1 fields existed: their row was written by the gateway. */
+function upgradeRecord(run: RunRecord | null, timeoutMs: () => number): RunRecord | null {
+  if (!run || run.d1 !== undefined) return run;
+  const final = TERMINAL_RUN_STATUSES.has(run.status);
+  return {
+    ...run,
+    deadline: run.createdAt + timeoutMs(),
+    d1: final ? "final" : "row",
+    d1Failures: 0,
+    d1RetryAt: null,
+    settledAt: final ? run.updatedAt : null,
+    auditId: null,
+  };
 }
 
 function errorText(err: unknown): string {

@@ -10,7 +10,6 @@ import { z } from "zod";
 import { isAllowed } from "../auth/authorize";
 import { findAgent, listExposedAgents, type AgentIndexEntry } from "../db/agents";
 import { db } from "../db/client";
-import { insertRun } from "../db/runs";
 import { config } from "../config";
 import { actorOf, auditRequest } from "../audit/http";
 import type { AppEnv } from "../http/app-env";
@@ -243,29 +242,30 @@ async function sendMessage(c: Context<AppEnv>, agent: AgentIndexEntry, dialect: 
   const runId = crypto.randomUUID();
   const contextId = req.contextId ?? crypto.randomUUID();
   const ref = { name: agent.name, repositoryId: agent.repositoryId, commit: agent.commitSha, path: agent.path, blobSha: agent.blobSha };
-  await insertRun(db(c.env), org, {
-    id: runId,
-    contextId,
-    agentName: agent.name,
-    repositoryId: agent.repositoryId,
-    commitSha: agent.commitSha,
-    initiatedBy: c.get("principal"),
-  });
   const waitMs = req.returnImmediately ? 0 : config(c.env).runWaitTimeoutMs;
   const { userId } = actorOf(c);
-  const snapshot = await runStub(c.env, runId).start(
-    {
-      runId,
-      orgId: org.orgId,
-      contextId,
-      agent: ref,
-      initiatedBy: c.get("principal"),
-      userId,
-      message: req.message,
-      audit: { resource: `/agents/${qualifiedName(agent)}`, requestId: c.get("requestId"), input: { message: req.message.parts, commit: agent.commitSha } },
-    },
-    waitMs,
-  );
+  // The run object writes the run's D1 row itself (and keeps retrying until it lands), so
+  // a run it never recorded leaves no row behind, and one it recorded always gets one.
+  let snapshot: RunSnapshot;
+  try {
+    snapshot = await runStub(c.env, runId).start(
+      {
+        runId,
+        orgId: org.orgId,
+        contextId,
+        agent: ref,
+        initiatedBy: c.get("principal"),
+        userId,
+        message: req.message,
+        // The message itself is added by the run object from the run's own copy.
+        audit: { resource: `/agents/${qualifiedName(agent)}`, requestId: c.get("requestId"), input: { commit: agent.commitSha } },
+      },
+      waitMs,
+    );
+  } catch (err) {
+    console.error(`a2a SendMessage: run ${runId} could not be started (request ${c.get("requestId")}):`, err instanceof Error ? err.message : String(err));
+    throw new JsonRpcError(JSONRPC.INTERNAL_ERROR, "The task could not be started; try again", { requestId: c.get("requestId") });
+  }
   const task = renderTask(dialect, snapshot, req.historyLength);
   return dialect === "1.0" ? { task } : task;
 }

@@ -32,8 +32,11 @@ export interface RunInit {
   /** The person behind the run (the user, or the creator of the API key), for audit rows. */
   userId?: string | null;
   message: StoredMessage;
-  /** What the `agent.call` audit row, written when the run settles, records. */
-  audit?: { resource: string; requestId: string | null; input: Json };
+  /**
+   * What the `agent.call` audit row, written when the run settles, records. Its input is
+   * the run's message (added by the run object, so the message is stored once) and `input`.
+   */
+  audit?: { resource: string; requestId: string | null; input?: { [key: string]: Json } };
 }
 
 export interface RunEvent {
