@@ -10,6 +10,7 @@ import { z } from "zod";
 import { isAllowed } from "../auth/authorize";
 import { findAgent, listExposedAgents, type AgentIndexEntry } from "../db/agents";
 import { db } from "../db/client";
+import { getRun } from "../db/runs";
 import { config } from "../config";
 import { actorOf, auditRequest } from "../audit/http";
 import type { AppEnv } from "../http/app-env";
@@ -219,6 +220,10 @@ function invalidParams(error: z.ZodError): JsonRpcError {
 
 async function findTask(c: Context<AppEnv>, agent: AgentIndexEntry, taskId: string): Promise<RunSnapshot | null> {
   if (!RUN_ID.test(taskId)) return null;
+  // The org's D1 row first: an id never issued (or another org's, or another agent's) is
+  // answered from the same one query and never reaches, or creates, a run object.
+  const row = await getRun(db(c.env), c.get("org"), taskId);
+  if (!row || row.agentName !== agent.name || row.repositoryId !== agent.repositoryId) return null;
   const snapshot = await runStub(c.env, taskId).snapshot(c.get("org").orgId);
   // A task of another agent (or org) answers exactly like a missing one.
   return snapshot && snapshot.agent.repositoryId === agent.repositoryId && snapshot.agent.name === agent.name ? snapshot : null;
