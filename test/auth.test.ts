@@ -421,6 +421,7 @@ describe("development identity and bootstrap", () => {
     expect(bad.status).toBe(400);
     const good = await worker.fetch("http://localhost/_admin/bootstrap", { method: "POST", headers: { authorization: `Bearer ${BOOTSTRAP_TOKEN}` }, body });
     expect(good.status).toBe(200);
+    expect(good.headers.get("cache-control")).toBe("no-store"); // it may carry a new API key
     const roles = await env.DB.prepare("SELECT r.name FROM roles r JOIN orgs o ON o.id = r.org_id WHERE o.slug = 'boot-x' ORDER BY r.name").all<{ name: string }>();
     expect(roles.results.map((r) => r.name)).toEqual(["admin", "developer", "owner", "viewer"]);
   });

@@ -61,9 +61,14 @@ adminRoutes.post("/bootstrap", async (c) => {
         expiresAt: body.apiKey.expiresInDays ? Date.now() + body.apiKey.expiresInDays * 86_400_000 : null,
       })
     : null;
-  return c.json({
-    org: { id: org.orgId, slug: org.slug, name: org.name },
-    owner: { id: owner.id, email: owner.email },
-    ...(key ? { apiKey: { id: key.id, name: key.name, prefix: key.prefix, key: key.key } } : {}),
-  });
+  // The answer may carry a new API key: never stored by any cache.
+  return c.json(
+    {
+      org: { id: org.orgId, slug: org.slug, name: org.name },
+      owner: { id: owner.id, email: owner.email },
+      ...(key ? { apiKey: { id: key.id, name: key.name, prefix: key.prefix, key: key.key } } : {}),
+    },
+    200,
+    { "cache-control": "no-store", vary: "Authorization" },
+  );
 });
