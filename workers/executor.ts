@@ -6,7 +6,8 @@
  */
 import { generateText, type ModelMessage } from "ai";
 import { loadAgent } from "../src/agents/snapshot";
-import { writeAuditMany, type AuditEntry } from "../src/audit/log";
+import { auditId, writeAuditMany, type AuditEntry } from "../src/audit/log";
+import { redact } from "../src/audit/redact";
 import { db } from "../src/db/client";
 import { AppError } from "../src/errors";
 import { modelConfigFromEnv, resolveModel, withOrgOpenAIKey, type ModelConfig } from "../src/llm/registry";
@@ -14,7 +15,7 @@ import { cachedCredential } from "../src/secrets/cache";
 import { runStub } from "../src/runs/stub";
 import { orgById } from "../src/db/orgs";
 import { syncRepository } from "../src/repos/sync";
-import type { Job, StepContext, StepResult, StoredMessage, SyncJob } from "../src/runs/types";
+import type { AuditJob, Job, StepContext, StepResult, StoredMessage, SyncJob } from "../src/runs/types";
 
 /** Must match `max_retries` + 1 in wrangler.toml. */
 export const MAX_ATTEMPTS = 4;
@@ -22,37 +23,106 @@ export const MAX_ATTEMPTS = 4;
 /** Org secret holding the org's own OpenAI (or compatible server) key; it replaces the platform's. */
 export const ORG_OPENAI_KEY_SECRET = "OPENAI_API_KEY";
 
+/** An audit job stays well under the queue's 128 KB message limit. */
+const AUDIT_JOB_CHARS = 96_000;
+
 /**
  * Audit rows of one batch, written together at the end of it: one D1 batch per org
- * instead of two inserts per step.
+ * instead of two inserts per step. Each row gets its id when it is added, so writing it
+ * again (a retried audit job) cannot duplicate it.
  */
 class AuditBuffer {
   private readonly byOrg = new Map<string, AuditEntry[]>();
   add(orgId: string, entry: AuditEntry): void {
+    const at = entry.at ?? Date.now();
+    const row = { ...entry, at, id: entry.id ?? auditId(at) };
     const list = this.byOrg.get(orgId);
-    if (list) list.push(entry);
-    else this.byOrg.set(orgId, [entry]);
+    if (list) list.push(row);
+    else this.byOrg.set(orgId, [row]);
   }
-  async flush(env: Env): Promise<void> {
+
+  /**
+   * Makes the buffered rows durable: in D1, or, if D1 refuses, as audit jobs on the queue
+   * (written to D1 later, retried until they land). Returns the orgs whose rows are
+   * neither: their messages must not be acked.
+   */
+  async flush(env: Env): Promise<Set<string>> {
     const d = db(env);
+    const failed = new Set<string>();
     await Promise.all(
-      [...this.byOrg].map(([orgId, entries]) =>
-        writeAuditMany(d, orgId, entries).catch((err: unknown) => console.error(`executor: audit write for ${orgId} failed: ${errorText(err)}`)),
-      ),
+      [...this.byOrg].map(async ([orgId, entries]) => {
+        try {
+          await writeAuditMany(d, orgId, entries);
+        } catch (err) {
+          if (orgGone(err)) return; // the org was deleted meanwhile: its audit trail went with it
+          console.error(`executor: audit write for ${orgId} failed, queueing the rows: ${errorText(err)}`);
+          try {
+            await Promise.all(auditJobs(orgId, entries).map((job) => env.JOBS.send(job)));
+          } catch (queueErr) {
+            console.error(`executor: could not queue the audit rows of ${orgId} either: ${errorText(queueErr)}`);
+            failed.add(orgId);
+          }
+        }
+      }),
     );
     this.byOrg.clear();
+    return failed;
   }
 }
 
-export async function handleJobs(batch: MessageBatch<Job>, env: Env): Promise<void> {
-  const audit = new AuditBuffer();
-  await Promise.all(batch.messages.map((message) => handleJob(message, env, audit)));
-  await audit.flush(env);
+/** The rows as audit jobs (redacted before they leave, as they would be in D1). */
+function auditJobs(orgId: string, entries: readonly AuditEntry[]): AuditJob[] {
+  const jobs: AuditJob[] = [];
+  let chunk: AuditEntry[] = [];
+  let size = 0;
+  for (const e of entries) {
+    const row: AuditEntry = {
+      ...e,
+      ...(e.input !== undefined ? { input: redact(e.input) } : {}),
+      ...(e.output !== undefined ? { output: redact(e.output) } : {}),
+      ...(e.error !== undefined ? { error: redact(e.error) } : {}),
+    };
+    const rowSize = JSON.stringify(row).length;
+    if (chunk.length > 0 && size + rowSize > AUDIT_JOB_CHARS) {
+      jobs.push({ kind: "audit", orgId, entries: chunk });
+      chunk = [];
+      size = 0;
+    }
+    chunk.push(row);
+    size += rowSize;
+  }
+  if (chunk.length > 0) jobs.push({ kind: "audit", orgId, entries: chunk });
+  return jobs;
 }
 
-async function handleJob(message: Message<Job>, env: Env, audit: AuditBuffer): Promise<void> {
+/** What to do with a step message once the batch's audit rows are durable. */
+type Decision = { orgId: string | null; retry: boolean };
+
+/**
+ * Handles a batch. A step message is acked only after the audit rows it produced are
+ * durable (`flush` first): if they are not, the message is retried instead. Retrying is
+ * cheap: a redelivered job for a finished step is acked at `claimStep` without calling
+ * the model.
+ */
+export async function handleJobs(batch: MessageBatch<Job>, env: Env): Promise<void> {
+  const audit = new AuditBuffer();
+  const decisions = await Promise.all(batch.messages.map((message) => handleJob(message, env, audit)));
+  const notDurable = await audit.flush(env);
+  batch.messages.forEach((message, i) => {
+    const decision = decisions[i];
+    if (!decision) return; // settled by its handler (syncs, audit jobs, malformed jobs)
+    if (decision.retry || (decision.orgId !== null && notDurable.has(decision.orgId))) {
+      message.retry({ delaySeconds: backoffSeconds(message.attempts) });
+    } else {
+      message.ack();
+    }
+  });
+}
+
+async function handleJob(message: Message<Job>, env: Env, audit: AuditBuffer): Promise<Decision | void> {
   const job = message.body;
   if (job?.kind === "sync") return handleSync(message as Message<SyncJob>, env);
+  if (job?.kind === "audit") return handleAuditJob(message as Message<AuditJob>, env);
   if (!job || job.kind !== "step" || typeof job.runId !== "string" || typeof job.stepId !== "string") {
     console.error("executor: dropping malformed job");
     message.ack();
@@ -65,12 +135,10 @@ async function handleJob(message: Message<Job>, env: Env, audit: AuditBuffer): P
   } catch (err) {
     // The run object is unreachable right now: let the queue redeliver.
     console.error(`executor: claim ${job.runId}/${job.stepId} failed: ${errorText(err)}`);
-    message.retry({ delaySeconds: backoffSeconds(message.attempts) });
-    return;
+    return { orgId: null, retry: true };
   }
   if (!ctx) {
-    message.ack(); // already finished (a redelivery) or the run is gone
-    return;
+    return { orgId: null, retry: false }; // already finished (a redelivery) or the run is gone: ack, run nothing
   }
   const started = Date.now();
   const who = { actor: ctx.initiatedBy ?? "system", userId: ctx.userId, runId: ctx.runId, stepId: ctx.stepId };
@@ -86,8 +154,8 @@ async function handleJob(message: Message<Job>, env: Env, audit: AuditBuffer): P
   try {
     const result = await runStep(ctx, env, (entry) => audit.add(ctx.orgId, { ...who, ...entry }));
     await run.completeStep(ctx.orgId, ctx.stepId, result);
-    message.ack();
     audit.add(ctx.orgId, stepRun("success", { output: { model: result.model, text: result.text } }));
+    return { orgId: ctx.orgId, retry: false };
   } catch (err) {
     const permanent = err instanceof AppError && err.status < 500;
     const retrying = !permanent && message.attempts < MAX_ATTEMPTS;
@@ -98,9 +166,39 @@ async function handleJob(message: Message<Job>, env: Env, audit: AuditBuffer): P
     } catch (reportErr) {
       console.error(`executor: could not report failure of ${ctx.runId}/${ctx.stepId}: ${errorText(reportErr)}`);
     }
-    if (retrying) message.retry({ delaySeconds: backoffSeconds(message.attempts) });
-    else message.ack();
+    return { orgId: ctx.orgId, retry: retrying };
   }
+}
+
+/**
+ * Audit rows that could not be written with their batch. Their ids were made when they
+ * were recorded, so a redelivery after a write that landed adds nothing. A failing write
+ * is retried by the queue (and kept in its dead-letter queue after the last attempt).
+ */
+async function handleAuditJob(message: Message<AuditJob>, env: Env): Promise<void> {
+  const job = message.body;
+  if (typeof job.orgId !== "string" || !Array.isArray(job.entries)) {
+    console.error("executor: dropping malformed audit job");
+    message.ack();
+    return;
+  }
+  try {
+    await writeAuditMany(db(env), job.orgId, job.entries);
+    message.ack();
+  } catch (err) {
+    if (orgGone(err)) {
+      message.ack();
+      return;
+    }
+    console.error(`executor: audit job for ${job.orgId} failed: ${errorText(err)}`);
+    message.retry({ delaySeconds: backoffSeconds(message.attempts) });
+  }
+}
+
+/** D1 refused the rows because their org no longer exists (drizzle puts D1's reason in `cause`). */
+function orgGone(err: unknown): boolean {
+  const cause = err instanceof Error ? err.cause : undefined;
+  return /FOREIGN KEY constraint failed/i.test(`${errorText(err)} ${cause === undefined ? "" : errorText(cause)}`);
 }
 
 /** The model configuration for an org: the platform's, with the org's own provider key if it set one. */

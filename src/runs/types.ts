@@ -1,5 +1,6 @@
 /** Shapes shared by the gateway, the run Durable Object and the executor. */
 import type { AgentRef } from "../agents/snapshot";
+import type { AuditEntry } from "../audit/log";
 
 /** Any JSON value. Used instead of `unknown` so values can cross Durable Object RPC. */
 export type Json = string | number | boolean | null | Json[] | { [key: string]: Json };
@@ -124,4 +125,12 @@ export interface SyncJob {
   trigger: "webhook" | "schedule";
 }
 
-export type Job = StepJob | SyncJob;
+/** Audit rows the executor could not write with their batch (D1 refused): written later. */
+export interface AuditJob {
+  kind: "audit";
+  orgId: string;
+  /** Each with its `id` and `at` already fixed, and redacted. */
+  entries: AuditEntry[];
+}
+
+export type Job = StepJob | SyncJob | AuditJob;
