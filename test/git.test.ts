@@ -43,6 +43,9 @@ function byPath(tree: GitTree): Map<string, { sha: string; text: string }> {
 
 const enc = (s: string) => new TextEncoder().encode(s);
 
+/** A token as sync passes it: with its secret's name and the hosts it may be sent to. */
+const cred = (value: string, allowedHosts = ["127.0.0.1"]) => ({ secret: "GIT_TOKEN", allowedHosts, value });
+
 describe("remoteHead and fetchTree", () => {
   it("reads the head and the files with their git blob shas; sees commits, deletions and force-pushes", async () => {
     const files = {
@@ -191,21 +194,21 @@ describe("private repositories", () => {
     expect(noToken.message).toMatch(/requires authentication/);
     await gitError(fetchTree(remote), "auth");
 
-    const wrong = await gitError(remoteHead({ ...remote, token: "wrong-token-value" }), "auth");
+    const wrong = await gitError(remoteHead({ ...remote, credential: cred("wrong-token-value") }), "auth");
     expect(wrong.message).toMatch(/rejected the token/);
     expect(wrong.message).not.toContain("wrong-token-value");
 
-    expect(await remoteHead({ ...remote, token })).toBe(repo.head);
-    const tree = await fetchTree({ ...remote, token });
+    expect(await remoteHead({ ...remote, credential: cred(token) })).toBe(repo.head);
+    const tree = await fetchTree({ ...remote, credential: cred(token) });
     expect(tree.files.map((f) => text(f.bytes))).toEqual(["secret agent"]);
 
     // every failure with the token set keeps it out of the message and the stack
     const basic = btoa(`x-access-token:${token}`);
     const failures = await Promise.all([
-      gitError(remoteHead({ ...remote, token, branch: "nope" }), "branch_not_found"),
-      gitError(fetchTree({ ...remote, token }, { maxTotalBytes: 3 }), "too_large"),
-      gitError(remoteHead({ url: `${GIT}/missing-${crypto.randomUUID()}.git`, branch: "main", token }), "not_found"),
-      gitError(remoteHead({ url: "http://127.0.0.1:9/x.git", branch: "main", token }), "unreachable"),
+      gitError(remoteHead({ ...remote, credential: cred(token), branch: "nope" }), "branch_not_found"),
+      gitError(fetchTree({ ...remote, credential: cred(token) }, { maxTotalBytes: 3 }), "too_large"),
+      gitError(remoteHead({ url: `${GIT}/missing-${crypto.randomUUID()}.git`, branch: "main", credential: cred(token) }), "not_found"),
+      gitError(remoteHead({ url: "http://127.0.0.1:9/x.git", branch: "main", credential: cred(token) }), "unreachable"),
     ]);
     for (const e of failures) {
       for (const s of [e.message, String(e.stack), JSON.stringify(e)]) {
@@ -213,6 +216,127 @@ describe("private repositories", () => {
         expect(s).not.toContain(basic);
       }
     }
+  });
+});
+
+describe("credentials go only where their secret allows", () => {
+  const CAPTURE = env.TEST_CAPTURE_URL;
+  const token = "ghp_ScopedToken_0123456789abcdef";
+  const basic = btoa(`x-access-token:${token}`);
+  const gitPort = new URL(GIT).port;
+  const moved = (status: number, to: string, rest: string) => `${GIT}/__moved/${status}/${encodeURIComponent(to)}${rest}`;
+  const authSeen = async (name: string) => (await admin<{ count: number }>(`auth-seen?repo=${encodeURIComponent(name)}`)).count;
+  const captured = async (prefix: string) => (await (await fetch(`${CAPTURE}/__captured?prefix=${encodeURIComponent(prefix)}`)).json()) as any[];
+  const noToken = (e: GitError) => {
+    for (const s of [e.message, String(e.stack), JSON.stringify(e)]) {
+      expect(s).not.toContain(token);
+      expect(s).not.toContain(basic);
+    }
+  };
+
+  it("a host that is not in the secret's allowedHosts gets no request at all", async () => {
+    const name = unique("scoped");
+    const repo = await createRepo(name, { "a.md": "a" }, { private: { token } });
+    const remote = { url: repo.url, branch: "main", credential: cred(token, ["github.com"]) };
+    const refused = await gitError(remoteHead(remote), "credential_refused");
+    expect(refused.message).toContain("GIT_TOKEN");
+    expect(refused.message).toContain("127.0.0.1");
+    noToken(refused);
+    noToken(await gitError(fetchTree(remote), "credential_refused"));
+    // no allowed hosts at all: sent nowhere
+    const nowhere = await gitError(remoteHead({ ...remote, credential: cred(token, []) }), "credential_refused");
+    expect(nowhere.message).toMatch(/no allowed hosts/);
+    expect(await admin(`stats?repo=${encodeURIComponent(name)}`)).toEqual({ "info-refs": 0, "upload-pack": 0, other: 0 });
+    expect(await authSeen(name)).toBe(0);
+  });
+
+  it("a redirect to another origin is refused before the token goes there; one within the origin is followed", async () => {
+    const name = unique("moved");
+    const repo = await createRepo(name, { "a.md": "moved agent" }, { private: { token } });
+    const path = repo.url.slice(GIT.length);
+
+    // to the capturing server (same address, another port: another origin, though its host is allowed)
+    const prefix = `/git-moved-${crypto.randomUUID().slice(0, 8)}`;
+    for (const status of [301, 302, 307, 308]) {
+      const e = await gitError(remoteHead({ url: moved(status, `${CAPTURE}${prefix}`, path), branch: "main", credential: cred(token) }), "credential_refused");
+      expect(e.message).toContain(`redirected to ${CAPTURE}`);
+      expect(e.message).toContain("GIT_TOKEN");
+      noToken(e);
+    }
+    expect(await captured(prefix)).toEqual([]);
+    // to the same server by another name (localhost is allowed too: the origin is what differs)
+    const viaLocalhost = moved(302, `http://localhost:${gitPort}`, path);
+    const e2 = await gitError(fetchTree({ url: viaLocalhost, branch: "main", credential: cred(token, ["127.0.0.1", "localhost"]) }), "credential_refused");
+    expect(e2.message).toContain(`http://localhost:${gitPort}`);
+    expect(await authSeen(name)).toBe(0);
+
+    // within the origin: followed with the token, and the pack comes from where it moved
+    const sameOrigin = { url: moved(302, GIT, path), branch: "main", credential: cred(token) };
+    expect(await remoteHead(sameOrigin)).toBe(repo.head);
+    const tree = await fetchTree(sameOrigin);
+    expect(tree.files.map((f) => text(f.bytes))).toEqual(["moved agent"]);
+    expect(await admin(`stats?repo=${encodeURIComponent(name)}`)).toMatchObject({ "info-refs": 2, "upload-pack": 1 });
+    expect(await authSeen(name)).toBe(3);
+
+    // without a token, redirects are followed as fetch does (nothing to leak): the capture
+    // server gets the request, without any Authorization
+    const publicPrefix = `/git-public-${crypto.randomUUID().slice(0, 8)}`;
+    await gitError(remoteHead({ url: moved(302, `${CAPTURE}${publicPrefix}`, "/x.git"), branch: "main" }), "not_found");
+    const seen = await captured(publicPrefix);
+    expect(seen).toHaveLength(1);
+    expect(seen[0].headers.authorization).toBeUndefined();
+  });
+});
+
+describe("limits: a repository cannot make the sync hold or walk without bound", () => {
+  it("a tree that reaches the same subtree at a million paths fails quickly with too_many_files", async () => {
+    const name = unique("bomb");
+    await createRepo(name, {});
+    const { head } = await admin(`repos/${name}/tree-bomb`, { fanout: 10, depth: 6 });
+    const err = await gitError(fetchTree({ url: `${GIT}/${name}.git`, branch: "main" }), "too_many_files");
+    expect(err.message).toMatch(/more than 20,000 files/);
+    expect(err.commit).toBe(head);
+    // the entries cap holds when files do not reach theirs
+    const entries = await gitError(fetchTree({ url: `${GIT}/${name}.git`, branch: "main" }, { maxEntries: 5_000, maxFiles: 1_000_000 }), "too_many_files");
+    expect(entries.message).toMatch(/more than 5,000 entries/);
+  });
+
+  it("a tree nested too deep fails with too_deep, naming where", async () => {
+    const name = unique("deep");
+    await createRepo(name, {});
+    const { head } = await admin(`repos/${name}/tree-bomb`, { fanout: 1, depth: 40 });
+    const err = await gitError(fetchTree({ url: `${GIT}/${name}.git`, branch: "main" }), "too_deep");
+    expect(err.message).toContain("more than 32 levels deep");
+    expect(err.message).toContain("d000/d000/");
+    expect(err.commit).toBe(head);
+    // within the limit it is read
+    const ok = await fetchTree({ url: `${GIT}/${name}.git`, branch: "main" }, { maxDepth: 40 });
+    expect(ok.files.map((f) => f.path)).toEqual([`${"d000/".repeat(40)}prompt.md`]);
+  });
+
+  it("too many files, or one object too large, fail with a clear error", async () => {
+    const name = unique("many");
+    await createRepo(name, {});
+    await admin(`repos/${name}/bulk`, { count: 30 });
+    const remote = { url: `${GIT}/${name}.git`, branch: "main" };
+    expect((await gitError(fetchTree(remote, { maxFiles: 20 }), "too_many_files")).message).toMatch(/more than 20 files/);
+    expect((await fetchTree(remote, { maxFiles: 30 })).files).toHaveLength(30);
+    const big = await createRepo(unique("object"), { "big.bin": "y".repeat(300 * 1024), "small.md": "s" });
+    const e = await gitError(fetchTree({ url: big.url, branch: "main" }, { maxObjectBytes: 256 * 1024 }), "too_large");
+    expect(e.message).toContain("an object of 300 KiB, over the 256 KiB limit");
+  });
+
+  it("identical folders at several paths are all returned (the tree is parsed once, its files listed at each path)", async () => {
+    const same = "---\ndescription: twin\n---\nSame.\n";
+    const repo = await createRepo(unique("twins"), { "One/prompt.md": same, "Two/prompt.md": same, "Three/sub/prompt.md": same });
+    const tree = await fetchTree({ url: repo.url, branch: "main" });
+    expect(tree.files.map((f) => f.path)).toEqual(["One/prompt.md", "Three/sub/prompt.md", "Two/prompt.md"]);
+    const bomb = unique("small-bomb");
+    await createRepo(bomb, {});
+    await admin(`repos/${bomb}/tree-bomb`, { fanout: 3, depth: 3 });
+    const t = await fetchTree({ url: `${GIT}/${bomb}.git`, branch: "main" });
+    expect(t.files).toHaveLength(27);
+    expect(new Set(t.files.map((f) => f.sha)).size).toBe(1);
   });
 });
 

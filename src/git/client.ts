@@ -10,23 +10,58 @@
  *   isomorphic-git + an in-memory fs the same 500-file fetch took ~330 ms of CPU, almost all
  *   in its per-object pure-JS inflate; this takes a tenth of that.
  *
- * Tokens travel as HTTP basic auth `x-access-token:<token>` (GitHub, Gitea, and GitLab's
- * `oauth2:<token>` also accept any user name); no error message ever contains them.
+ * Credentials. A token travels as HTTP basic auth `x-access-token:<token>` (GitHub, Gitea,
+ * and GitLab's `oauth2:<token>` also accept any user name), and only with its scope: every
+ * request that carries it goes through `credentialFetch` (src/net/outbound.ts), which
+ * checks the host against the secret's `allowedHosts` at the moment of sending and follows
+ * redirects only within the same origin. A host not on the list, or a redirect to another
+ * origin (or from https to http), fails with `credential_refused` before the token leaves.
+ * Requests without a token follow redirects as fetch does. No error message ever contains
+ * the token.
+ *
+ * Memory. A sync must fit a 128 MB isolate with room to spare, whatever the remote sends.
+ * With the defaults (P = pack download = `maxTotalBytes` = 16 MiB, U = everything
+ * unpacked = 2 × 16 MiB, O = largest single object = 8 MiB) the bytes a fetch holds are at
+ * most about:
+ *   - while downloading: the pack's side-band payloads as they arrived (≤ P), then one
+ *     contiguous copy of them (≤ P): 2P = 32 MiB, nothing else held yet;
+ *   - while unpacking: the pack (P) + the inflated objects (U) + one object in flight (its
+ *     zlib input window ≈ 1.1·O, its output O, for a delta also the delta data):
+ *     ≈ P + U + 2.2·O ≈ 66 MiB, the peak;
+ *   - while walking the tree: the objects (U; the pack is released);
+ *   - afterwards (the import): the returned files (≤ `maxTotalBytes`), which share the
+ *     inflated objects' memory (no copy).
+ * The ref advertisement is read once (≤ 16 MiB) and dropped before the pack is fetched.
+ * Nothing copies the whole pack or an object needlessly: the side-band is demultiplexed
+ * while it streams in, objects are hashed without concatenating a header, deltas are
+ * applied into one buffer of the announced size. A hostile tree cannot make the walk
+ * explode either: each distinct tree is parsed once (a tree reachable at many paths is not
+ * re-parsed), and the walk stops at `maxDepth` levels, `maxEntries` tree entries visited in
+ * all (repeats included) and `maxFiles` files, with `too_deep` / `too_many_files`.
  */
 // node:zlib is workerd's native zlib (compatibility flag `nodejs_compat`); this project's
 // tsconfig has no Node types, so the import is typed by hand below.
 // @ts-ignore -- no type declarations for node:zlib in the Worker tsconfig
 import * as nodeZlib from "node:zlib";
+// @ts-ignore -- no type declarations for node:crypto in the Worker tsconfig
+import * as nodeCrypto from "node:crypto";
+import { credentialFetch, OutboundError, type CredentialScope } from "../net/outbound";
 import { GitError } from "./errors";
 import { toHex } from "../util/bytes";
 
 export { GitError, type GitErrorCode } from "./errors";
 
+/** A token with the secret it came from and the hosts it may be sent to (`readCredential`). */
+export interface GitCredential extends CredentialScope {
+  /** Bearer token / PAT, sent as HTTP basic auth `x-access-token:<token>`. */
+  value: string;
+}
+
 export interface GitRemote {
   url: string;
   branch: string;
-  /** Bearer token / PAT, sent as HTTP basic auth `x-access-token:<token>`. */
-  token?: string;
+  /** The token and its scope: there is no token without the hosts it may go to. */
+  credential?: GitCredential;
 }
 
 export interface GitFile {
@@ -59,12 +94,26 @@ export interface FetchTreeOptions extends RequestOptions {
   commit?: string;
   /** Files larger than this are listed in `skipped` instead of returned (default 1 MiB). */
   maxFileBytes?: number;
-  /** Max total of returned files, and of the pack downloaded, else `too_large` (default 32 MiB). */
+  /** Max total of returned files, and of the pack downloaded, else `too_large` (default 16 MiB). */
   maxTotalBytes?: number;
+  /** Max of everything unpacked (files over `maxFileBytes` and trees included), else `too_large` (default 2 × maxTotalBytes). */
+  maxUnpackedBytes?: number;
+  /** Max size of any one object of the pack, else `too_large` (default 8 MiB). */
+  maxObjectBytes?: number;
+  /** Max directory nesting, else `too_deep` (default 32). */
+  maxDepth?: number;
+  /** Max tree entries visited in all, a subtree reachable at several paths counted at each, else `too_many_files` (default 100,000). */
+  maxEntries?: number;
+  /** Max files returned, else `too_many_files` (default 20,000). */
+  maxFiles?: number;
 }
 
 export const DEFAULT_MAX_FILE_BYTES = 1024 * 1024;
-export const DEFAULT_MAX_TOTAL_BYTES = 32 * 1024 * 1024;
+export const DEFAULT_MAX_TOTAL_BYTES = 16 * 1024 * 1024;
+export const DEFAULT_MAX_OBJECT_BYTES = 8 * 1024 * 1024;
+export const DEFAULT_MAX_DEPTH = 32;
+export const DEFAULT_MAX_ENTRIES = 100_000;
+export const DEFAULT_MAX_FILES = 20_000;
 export const DEFAULT_TIMEOUT_MS = 30_000;
 
 const USER_AGENT = "git/shaman";
@@ -79,7 +128,7 @@ export async function remoteHead(remote: GitRemote, opts: RequestOptions = {}): 
   try {
     return (await advertise(remote, opts)).head;
   } catch (err) {
-    throw scrubbed(err, remote.token);
+    throw scrubbed(err, remote.credential?.value);
   }
 }
 
@@ -88,7 +137,7 @@ export async function fetchTree(remote: GitRemote, opts: FetchTreeOptions = {}):
   try {
     return await fetchTreeInner(remote, opts);
   } catch (err) {
-    throw scrubbed(err, remote.token);
+    throw scrubbed(err, remote.credential?.value);
   }
 }
 
@@ -148,7 +197,7 @@ function scrubbed(err: unknown, token: string | undefined): unknown {
   let message = gitErr.message;
   for (const s of secrets) message = message.split(s).join("***");
   if (message === gitErr.message && gitErr === err) return gitErr;
-  return new GitError(gitErr.code, message, { status: gitErr.status });
+  return new GitError(gitErr.code, message, { status: gitErr.status, commit: gitErr.commit });
 }
 
 function statusError(status: number, base: string, hasToken: boolean, what: string): GitError {
@@ -175,14 +224,23 @@ function statusError(status: number, base: string, hasToken: boolean, what: stri
   return new GitError("protocol", `${where} answered the ${what} with HTTP ${status}`, { status });
 }
 
-async function doFetch(url: string, init: RequestInit, base: string, opts: RequestOptions): Promise<Response> {
-  const f = opts.fetch ?? fetch;
+/**
+ * One request to the remote. With a credential it goes through `credentialFetch` (host
+ * checked at the moment of sending, redirects only within the origin); without one it
+ * follows redirects as fetch does.
+ */
+async function doFetch(url: string, init: RequestInit, base: string, opts: RequestOptions, credential: GitCredential | undefined): Promise<Response> {
+  const f = opts.fetch ?? ((input: RequestInfo | URL, init?: RequestInit) => fetch(input, init));
   const timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
   const timeout = AbortSignal.timeout(timeoutMs);
   const signal = opts.signal ? AbortSignal.any([opts.signal, timeout]) : timeout;
   try {
-    return await f(url, { ...init, signal, redirect: "follow" });
+    if (!credential) return await f(url, { ...init, signal, redirect: "follow" });
+    const scope: CredentialScope = { secret: credential.secret, allowedHosts: credential.allowedHosts };
+    const headers = { ...(init.headers as Record<string, string>), ...authHeaders(credential.value) };
+    return await credentialFetch(scope, f)(url, { ...init, headers, signal });
   } catch (err) {
+    if (err instanceof OutboundError) throw new GitError("credential_refused", `the sync did not send the repository token: ${err.message}`);
     throw connectionError(err, base, opts);
   }
 }
@@ -236,7 +294,6 @@ interface Advertisement {
   /** Base URL after redirects. */
   base: string;
   head: string;
-  refs: Map<string, string>;
   capabilities: Set<string>;
 }
 
@@ -247,9 +304,10 @@ async function advertise(remote: GitRemote, opts: RequestOptions): Promise<Adver
   let base = baseOf(remote.url);
   const res = await doFetch(
     `${base}/info/refs?service=${SERVICE}`,
-    { method: "GET", headers: { "user-agent": USER_AGENT, ...authHeaders(remote.token) } },
+    { method: "GET", headers: { "user-agent": USER_AGENT } },
     base,
     opts,
+    remote.credential,
   );
   // follow a redirect's new location for the pack request too, as git does
   if (res.url && res.url.endsWith(`/info/refs?service=${SERVICE}`)) {
@@ -257,7 +315,7 @@ async function advertise(remote: GitRemote, opts: RequestOptions): Promise<Adver
   }
   if (res.status !== 200) {
     await res.body?.cancel();
-    throw statusError(res.status, base, !!remote.token, "ref advertisement");
+    throw statusError(res.status, base, !!remote.credential, "ref advertisement");
   }
   const contentType = (res.headers.get("content-type") ?? "").split(";")[0]!.trim().toLowerCase();
   if (contentType !== ADVERTISEMENT_TYPE) {
@@ -275,7 +333,7 @@ async function advertise(remote: GitRemote, opts: RequestOptions): Promise<Adver
     const list = branches.length === 0 ? "it has no branches (empty repository)" : `its branches: ${branches.slice(0, 20).join(", ")}${branches.length > 20 ? `, … (${branches.length} in all)` : ""}`;
     throw new GitError("branch_not_found", `branch "${remote.branch}" not found in ${display(base)}; ${list}`);
   }
-  return { base, head, refs, capabilities };
+  return { base, head, capabilities };
 }
 
 /** Parses a smart-HTTP v1 ref advertisement (pkt-lines) into ref → sha. */
@@ -345,13 +403,32 @@ interface PackObject {
   data: Uint8Array;
 }
 
+interface Limits {
+  maxFileBytes: number;
+  maxTotalBytes: number;
+  maxUnpackedBytes: number;
+  maxObjectBytes: number;
+  maxDepth: number;
+  maxEntries: number;
+  maxFiles: number;
+}
+
 async function fetchTreeInner(remote: GitRemote, opts: FetchTreeOptions): Promise<GitTree> {
-  const maxFileBytes = opts.maxFileBytes ?? DEFAULT_MAX_FILE_BYTES;
   const maxTotalBytes = opts.maxTotalBytes ?? DEFAULT_MAX_TOTAL_BYTES;
+  const limits: Limits = {
+    maxFileBytes: opts.maxFileBytes ?? DEFAULT_MAX_FILE_BYTES,
+    maxTotalBytes,
+    // Everything unpacked (files over the per-file limit and trees included) may use twice the total budget.
+    maxUnpackedBytes: opts.maxUnpackedBytes ?? 2 * maxTotalBytes,
+    maxObjectBytes: opts.maxObjectBytes ?? DEFAULT_MAX_OBJECT_BYTES,
+    maxDepth: opts.maxDepth ?? DEFAULT_MAX_DEPTH,
+    maxEntries: opts.maxEntries ?? DEFAULT_MAX_ENTRIES,
+    maxFiles: opts.maxFiles ?? DEFAULT_MAX_FILES,
+  };
   let adv = await advertise(remote, opts);
-  let pack: Uint8Array;
+  let objects: Map<string, PackObject>;
   try {
-    pack = await requestPack(remote, adv, maxTotalBytes, opts);
+    objects = await fetchObjects(remote, adv, limits, opts);
   } catch (err) {
     // The branch may have moved between the advertisement and the pack request (the server
     // then refuses the old want): advertise again and retry once if it did.
@@ -359,11 +436,34 @@ async function fetchTreeInner(remote: GitRemote, opts: FetchTreeOptions): Promis
     const again = await advertise(remote, opts);
     if (again.head === adv.head) throw err;
     adv = again;
-    pack = await requestPack(remote, adv, maxTotalBytes, opts);
+    objects = await fetchObjects(remote, adv, limits, opts);
   }
-  // Everything unpacked (files over the per-file limit included) may use twice the total budget.
-  const objects = await readPack(pack, adv.base, 2 * maxTotalBytes);
-  return readFiles(objects, adv, maxFileBytes, maxTotalBytes);
+  try {
+    return readFiles(objects, adv, limits);
+  } catch (err) {
+    throw withCommit(err, adv.head);
+  }
+}
+
+/** Downloads and unpacks the head's pack; the pack itself is garbage once this returns. */
+async function fetchObjects(remote: GitRemote, adv: Advertisement, limits: Limits, opts: RequestOptions): Promise<Map<string, PackObject>> {
+  try {
+    const pack = await requestPack(remote, adv, limits.maxTotalBytes, opts);
+    return await readPack(pack, adv.base, limits);
+  } catch (err) {
+    throw withCommit(err, adv.head);
+  }
+}
+
+/** A limit error names the commit that hit it (the caller remembers it, see src/repos/sync.ts). */
+function withCommit(err: unknown, commit: string): unknown {
+  if (err instanceof GitError && isLimitError(err) && !err.commit) return new GitError(err.code, err.message, { status: err.status, commit });
+  return err;
+}
+
+/** Errors that fetching the same commit again would hit again: a size, count or depth limit. */
+export function isLimitError(err: unknown): err is GitError {
+  return err instanceof GitError && (err.code === "too_large" || err.code === "too_many_files" || err.code === "too_deep");
 }
 
 function pktLine(text: string): string {
@@ -388,56 +488,115 @@ async function requestPack(remote: GitRemote, adv: Advertisement, maxTotalBytes:
         "content-type": `application/x-${SERVICE}-request`,
         accept: `application/x-${SERVICE}-result`,
         "user-agent": USER_AGENT,
-        ...authHeaders(remote.token),
       },
       body: request,
     },
     adv.base,
     opts,
+    remote.credential,
   );
   if (res.status !== 200) {
     await res.body?.cancel();
-    throw statusError(res.status, adv.base, !!remote.token, "pack request");
+    throw statusError(res.status, adv.base, !!remote.credential, "pack request");
   }
-  const body = await readBody(res, maxTotalBytes, "repository download (its pack, including files over the per-file limit)", adv.base, opts);
-  return extractPack(body, adv.base, requested.some((c) => c.startsWith("side-band")));
+  return readPackStream(res, maxTotalBytes, adv.base, opts, requested.some((c) => c.startsWith("side-band")));
 }
 
-/** Takes the pack out of an upload-pack answer: shallow lines, NAK, then side-band data. */
-function extractPack(body: Uint8Array, base: string, sideBand: boolean): Uint8Array {
+const PACK_SIGNATURE = [0x50, 0x41, 0x43, 0x4b]; // "PACK"
+
+/**
+ * Takes the pack out of an upload-pack answer as it streams in: shallow lines, NAK, then
+ * side-band data (or, without side-band, the raw pack). Keeps only the pack's bytes (as
+ * views of the chunks received) and joins them once at the end: at most twice the pack in
+ * memory, for a moment. Fails with `too_large` past `limit` bytes received.
+ */
+async function readPackStream(res: Response, limit: number, base: string, opts: RequestOptions, sideBand: boolean): Promise<Uint8Array> {
+  const what = "repository download (its pack, including files over the per-file limit)";
   const bad = (why: string) => new GitError("protocol", `${display(base)} sent a malformed pack answer (${why})`);
+  const declared = Number(res.headers.get("content-length") ?? NaN);
+  if (declared > limit) {
+    await res.body?.cancel();
+    throw new GitError("too_large", `the ${what} from ${display(base)} is ${formatBytes(declared)}, over the ${formatBytes(limit)} limit`);
+  }
+  if (!res.body) throw bad("no pack data");
+  const reader = res.body.getReader();
   const parts: Uint8Array[] = [];
   let total = 0;
-  let offset = 0;
-  let inPack = false;
-  while (offset < body.byteLength) {
-    if (!inPack && !sideBand && body[offset] === 0x50 /* P */ && decoder.decode(body.subarray(offset, offset + 4)) === "PACK") {
-      return body.subarray(offset);
-    }
-    if (offset + 4 > body.byteLength) throw bad("truncated");
-    const len = parseInt(decoder.decode(body.subarray(offset, offset + 4)), 16);
-    if (Number.isNaN(len) || (len > 0 && len < 4) || offset + len > body.byteLength) throw bad("bad pkt-line length");
-    if (len === 0) {
-      offset += 4;
-      if (inPack) break;
-      continue;
-    }
-    const payload = body.subarray(offset + 4, offset + len);
-    offset += len;
-    if (sideBand && (payload[0] === 1 || payload[0] === 2 || payload[0] === 3)) {
-      inPack = true;
-      if (payload[0] === 1) {
-        parts.push(payload.subarray(1));
-        total += payload.byteLength - 1;
-      } else if (payload[0] === 3) {
-        throw new GitError("protocol", `${display(base)} failed to send the pack: ${decoder.decode(payload.subarray(1)).trim()}`);
+  let received = 0;
+  let carry: Uint8Array | null = null; // an incomplete pkt-line from the previous chunk
+  let raw = false; // no side-band: everything after the PACK signature is the pack
+  let ended = false; // the flush after the side-band data
+  try {
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      received += value.byteLength;
+      if (received > limit) {
+        await reader.cancel();
+        throw new GitError("too_large", `the ${what} from ${display(base)} is over the ${formatBytes(limit)} limit`);
       }
-      continue;
+      if (ended) continue;
+      if (raw) {
+        parts.push(value);
+        total += value.byteLength;
+        continue;
+      }
+      let buf: Uint8Array = value;
+      if (carry) {
+        buf = new Uint8Array(carry.byteLength + value.byteLength);
+        buf.set(carry, 0);
+        buf.set(value, carry.byteLength);
+        carry = null;
+      }
+      let offset = 0;
+      while (offset < buf.byteLength) {
+        if (!sideBand && total === 0 && PACK_SIGNATURE.every((c, i) => offset + i >= buf.byteLength || buf[offset + i] === c)) {
+          if (offset + 4 > buf.byteLength) break; // maybe "PACK", maybe not: wait for more
+          raw = true;
+          parts.push(buf.subarray(offset));
+          total += buf.byteLength - offset;
+          offset = buf.byteLength;
+          break;
+        }
+        if (offset + 4 > buf.byteLength) break;
+        const len = parseInt(decoder.decode(buf.subarray(offset, offset + 4)), 16);
+        if (Number.isNaN(len) || (len > 0 && len < 4) || !/^[0-9a-f]{4}$/i.test(decoder.decode(buf.subarray(offset, offset + 4)))) throw bad("bad pkt-line length");
+        if (len === 0) {
+          offset += 4;
+          if (parts.length > 0) {
+            ended = true;
+            break;
+          }
+          continue;
+        }
+        if (offset + len > buf.byteLength) break;
+        const payload = buf.subarray(offset + 4, offset + len);
+        offset += len;
+        if (sideBand && (payload[0] === 1 || payload[0] === 2 || payload[0] === 3)) {
+          if (payload[0] === 1) {
+            parts.push(payload.subarray(1));
+            total += payload.byteLength - 1;
+          } else if (payload[0] === 3) {
+            throw new GitError("protocol", `${display(base)} failed to send the pack: ${decoder.decode(payload.subarray(1)).trim()}`);
+          }
+          continue;
+        }
+        if (parts.length > 0) throw bad("text after the pack data");
+        const line = decoder.decode(payload).replace(/\n$/, "");
+        if (line.startsWith("ERR ")) throw new GitError("protocol", `${display(base)}: ${line.slice(4)}`);
+        if (/^(shallow|unshallow) [0-9a-f]{40}$/.test(line) || line === "NAK" || line.startsWith("ACK ")) continue;
+        throw bad(`unexpected line ${JSON.stringify(line.slice(0, 80))}`);
+      }
+      // Keep the unread tail (less than one pkt-line) for the next chunk, as a copy: a
+      // view would keep the whole chunk alive.
+      if (!raw && !ended && offset < buf.byteLength) carry = buf.slice(offset);
     }
-    const line = decoder.decode(payload).replace(/\n$/, "");
-    if (line.startsWith("ERR ")) throw new GitError("protocol", `${display(base)}: ${line.slice(4)}`);
-    if (/^(shallow|unshallow) [0-9a-f]{40}$/.test(line) || line === "NAK" || line.startsWith("ACK ")) continue;
-    throw bad(`unexpected line ${JSON.stringify(line.slice(0, 80))}`);
+  } catch (err) {
+    if (err instanceof GitError) throw err;
+    const e = connectionError(err, base, opts);
+    throw e.message.startsWith("could not connect")
+      ? new GitError("unreachable", `the connection to ${new URL(base).host} broke while reading the ${what}`)
+      : e;
   }
   if (parts.length === 0) throw bad("no pack data");
   return concat(parts, total);
@@ -454,14 +613,15 @@ function concat(chunks: Uint8Array[], total: number): Uint8Array {
   return out;
 }
 
+interface NodeHash {
+  update(data: Uint8Array | string): NodeHash;
+  digest(encoding: "hex"): string;
+}
+const hashes = nodeCrypto as { createHash(algorithm: string): NodeHash };
 
-
-async function objectId(type: number, data: Uint8Array): Promise<string> {
-  const header = new TextEncoder().encode(`${TYPE_NAMES[type]} ${data.byteLength}\0`);
-  const buf = new Uint8Array(header.byteLength + data.byteLength);
-  buf.set(header, 0);
-  buf.set(data, header.byteLength);
-  return toHex(new Uint8Array(await crypto.subtle.digest("SHA-1", buf)));
+/** Git object id (SHA-1 of `<type> <size>\0<data>`), without copying the data. */
+function objectId(type: number, data: Uint8Array): string {
+  return hashes.createHash("sha1").update(`${TYPE_NAMES[type]} ${data.byteLength}\0`).update(data).digest("hex");
 }
 
 /**
@@ -469,7 +629,8 @@ async function objectId(type: number, data: Uint8Array): Promise<string> {
  * deltas against earlier (or, for ref deltas, any) objects, and hashes each result.
  * Linear in the pack: one inflate and one SHA-1 per object.
  */
-async function readPack(pack: Uint8Array, base: string, maxUnpackedBytes: number): Promise<Map<string, PackObject>> {
+async function readPack(pack: Uint8Array, base: string, limits: Pick<Limits, "maxUnpackedBytes" | "maxObjectBytes">): Promise<Map<string, PackObject>> {
+  const { maxUnpackedBytes, maxObjectBytes } = limits;
   const bad = (why: string) => new GitError("protocol", `${display(base)} sent a corrupt pack (${why})`);
   if (pack.byteLength < 32 || decoder.decode(pack.subarray(0, 4)) !== "PACK") throw bad("no PACK header");
   const view = new DataView(pack.buffer, pack.byteOffset, pack.byteLength);
@@ -478,7 +639,7 @@ async function readPack(pack: Uint8Array, base: string, maxUnpackedBytes: number
   const count = view.getUint32(8);
   const end = pack.byteLength - 20;
   const expected = toHex(pack.subarray(end));
-  const actual = toHex(new Uint8Array(await crypto.subtle.digest("SHA-1", pack.subarray(0, end))));
+  const actual = hashes.createHash("sha1").update(pack.subarray(0, end)).digest("hex");
   if (expected !== actual) throw bad("checksum mismatch");
 
   const byOid = new Map<string, PackObject>();
@@ -486,6 +647,9 @@ async function readPack(pack: Uint8Array, base: string, maxUnpackedBytes: number
   const pendingRefDeltas: Array<{ start: number; baseOid: string; delta: Uint8Array }> = [];
   let unpacked = 0;
   const budget = (size: number) => {
+    if (size > maxObjectBytes) {
+      throw new GitError("too_large", `the repository ${display(base)} holds an object of ${formatBytes(size)}, over the ${formatBytes(maxObjectBytes)} limit for any one file or tree`);
+    }
     unpacked += size;
     if (unpacked > maxUnpackedBytes) {
       throw new GitError("too_large", `the repository ${display(base)} unpacks to more than ${formatBytes(maxUnpackedBytes)}`);
@@ -494,7 +658,7 @@ async function readPack(pack: Uint8Array, base: string, maxUnpackedBytes: number
   const record = async (start: number, type: number, data: Uint8Array) => {
     const obj = { type, data };
     byOffset.set(start, obj);
-    byOid.set(await objectId(type, data), obj);
+    byOid.set(objectId(type, data), obj);
   };
 
   let pos = 12;
@@ -638,8 +802,14 @@ function applyDelta(
 // ---------------------------------------------------------------------------------------
 // the tree
 
-function parseTree(data: Uint8Array, bad: (why: string) => GitError): Array<{ mode: string; name: string; oid: string }> {
-  const entries: Array<{ mode: string; name: string; oid: string }> = [];
+interface TreeEntry {
+  mode: string;
+  name: string;
+  oid: string;
+}
+
+function parseTree(data: Uint8Array, bad: (why: string) => GitError): TreeEntry[] {
+  const entries: TreeEntry[] = [];
   let p = 0;
   while (p < data.byteLength) {
     const space = data.indexOf(0x20, p);
@@ -655,7 +825,8 @@ function parseTree(data: Uint8Array, bad: (why: string) => GitError): Array<{ mo
   return entries;
 }
 
-function readFiles(objects: Map<string, PackObject>, adv: Advertisement, maxFileBytes: number, maxTotalBytes: number): GitTree {
+function readFiles(objects: Map<string, PackObject>, adv: Advertisement, limits: Limits): GitTree {
+  const { maxFileBytes, maxTotalBytes, maxDepth, maxEntries, maxFiles } = limits;
   const base = adv.base;
   const bad = (why: string) => new GitError("protocol", `${display(base)} sent an incomplete repository (${why})`);
   const commit = objects.get(adv.head);
@@ -666,17 +837,37 @@ function readFiles(objects: Map<string, PackObject>, adv: Advertisement, maxFile
   const files: GitFile[] = [];
   const skipped: { path: string; message: string }[] = [];
   let total = 0;
-  const pending: Array<{ oid: string; prefix: string }> = [{ oid: treeLine[1]!, prefix: "" }];
+  let entries = 0;
+  // Each distinct tree is parsed once, however many paths reach it (git shares identical
+  // subtrees); its entries still count at every path, so a tree referenced many times over
+  // runs into maxEntries instead of multiplying the work.
+  const parsed = new Map<string, TreeEntry[]>();
+  const pending: Array<{ oid: string; prefix: string; depth: number }> = [{ oid: treeLine[1]!, prefix: "", depth: 0 }];
   while (pending.length > 0) {
-    const { oid, prefix } = pending.pop()!;
-    const tree = objects.get(oid);
-    if (!tree || tree.type !== TREE) throw bad(`tree ${prefix || "/"} (${oid}) missing`);
-    for (const entry of parseTree(tree.data, bad)) {
+    const { oid, prefix, depth } = pending.pop()!;
+    let list = parsed.get(oid);
+    if (!list) {
+      const tree = objects.get(oid);
+      if (!tree || tree.type !== TREE) throw bad(`tree ${prefix || "/"} (${oid}) missing`);
+      list = parseTree(tree.data, bad);
+      parsed.set(oid, list);
+    }
+    entries += list.length;
+    if (entries > maxEntries) {
+      throw new GitError(
+        "too_many_files",
+        `the tree of ${display(base)} has more than ${maxEntries.toLocaleString("en-US")} entries (files and folders, a folder reachable at several paths counted at each)`,
+      );
+    }
+    for (const entry of list) {
       const path = prefix + entry.name;
       if (entry.name === "" || entry.name === "." || entry.name === ".." || entry.name === ".git" || /[/\\\0]/.test(entry.name)) {
         skipped.push({ path, message: "invalid file name: not synced" });
       } else if (entry.mode === "40000" || entry.mode === "040000") {
-        pending.push({ oid: entry.oid, prefix: `${path}/` });
+        if (depth + 1 > maxDepth) {
+          throw new GitError("too_deep", `the tree of ${display(base)} nests folders more than ${maxDepth} levels deep (at ${truncatePath(path)})`);
+        }
+        pending.push({ oid: entry.oid, prefix: `${path}/`, depth: depth + 1 });
       } else if (entry.mode === "160000") {
         skipped.push({ path, message: `submodule (commit ${entry.oid.slice(0, 12)}): submodules are not synced` });
       } else if (entry.mode === "120000") {
@@ -693,9 +884,15 @@ function readFiles(objects: Map<string, PackObject>, adv: Advertisement, maxFile
         if (total > maxTotalBytes) {
           throw new GitError("too_large", `the files of ${display(base)} add up to more than the ${formatBytes(maxTotalBytes)} limit`);
         }
+        if (files.length >= maxFiles) {
+          throw new GitError("too_many_files", `the repository ${display(base)} has more than ${maxFiles.toLocaleString("en-US")} files`);
+        }
         files.push({ path, sha: entry.oid, bytes: blob.data });
       } else {
         skipped.push({ path, message: `unsupported tree entry (mode ${entry.mode}): not synced` });
+      }
+      if (skipped.length > maxFiles) {
+        throw new GitError("too_many_files", `the repository ${display(base)} has more than ${maxFiles.toLocaleString("en-US")} entries that cannot be synced`);
       }
     }
   }
@@ -703,4 +900,8 @@ function readFiles(objects: Map<string, PackObject>, adv: Advertisement, maxFile
   files.sort(byPath);
   skipped.sort(byPath);
   return { commit: adv.head, files, skipped };
+}
+
+function truncatePath(path: string): string {
+  return path.length <= 120 ? path : `${path.slice(0, 60)}…${path.slice(-59)}`;
 }

@@ -10,7 +10,11 @@
  * - `not_found`        HTTP 404/410 on the ref advertisement: no such repository (or the token cannot see it)
  * - `not_git`          an answer that is not git smart-HTTP (e.g. a 200 HTML page, a "dumb" HTTP server)
  * - `branch_not_found` the repository has no `refs/heads/<branch>` (the message lists the branches it has)
- * - `too_large`        the download or the files kept exceed `maxTotalBytes`
+ * - `too_large`        the download, the files kept, everything unpacked or one object exceeds its limit
+ * - `too_many_files`   more files, or tree entries visited, than the walk allows
+ * - `too_deep`         folders nested deeper than the walk allows
+ * - `credential_refused` the token was not sent: the host is not in the secret's `allowedHosts`,
+ *                      or the server redirected a request carrying it to another origin
  * - `protocol`         anything else the server did that a git client cannot work with
  *                      (unexpected HTTP status, malformed pack, …)
  */
@@ -21,6 +25,9 @@ export type GitErrorCode =
   | "branch_not_found"
   | "not_git"
   | "too_large"
+  | "too_many_files"
+  | "too_deep"
+  | "credential_refused"
   | "invalid_url"
   | "protocol";
 
@@ -28,10 +35,13 @@ export class GitError extends Error {
   readonly code: GitErrorCode;
   /** HTTP status of the answer that caused the error, when there was one. */
   readonly status: number | undefined;
-  constructor(code: GitErrorCode, message: string, options?: { status?: number; cause?: unknown }) {
+  /** For a limit error (`too_large`, `too_many_files`, `too_deep`): the commit that hit it. */
+  readonly commit: string | undefined;
+  constructor(code: GitErrorCode, message: string, options?: { status?: number; commit?: string; cause?: unknown }) {
     super(message, options?.cause === undefined ? undefined : { cause: options.cause });
     this.name = "GitError";
     this.code = code;
     this.status = options?.status;
+    this.commit = options?.commit;
   }
 }

@@ -9,10 +9,19 @@
  *   POST /__admin/repos/<name>/commit      { branch?, files: { path: content | null }, message? } → { head }
  *   POST /__admin/repos/<name>/force-push  { branch?, files }  → { head }  (a new orphan commit: history rewritten)
  *   POST /__admin/repos/<name>/bulk        { count, branch? } → { head }  (Agent0001/prompt.md … valid agent files)
+ *   POST /__admin/repos/<name>/tree-bomb   { fanout, depth, branch? } → { head }  (a commit whose tree holds
+ *                                          `fanout` folders, each the same tree of `fanout` folders, `depth`
+ *                                          levels down to one file: fanout^depth paths in a pack of depth+2
+ *                                          objects; fanout 1 makes a deep tree)
+ *   POST /__admin/hold                     { repo, hold: boolean } → hold: the repo's next upload-pack request
+ *                                          (counted in stats) waits until released (hold: false); later ones pass
  *   GET  /__admin/repos/<name>/head?branch=main → { head }  (null when the branch does not exist)
  *   POST /__admin/down                     { down: boolean, repo?: name } → every git request (or that repo's) answers 503
  *   GET  /__admin/stats?repo=<name>        → { "info-refs": n, "upload-pack": n, other: n } (of all repos without ?repo)
  *   GET  /not-git/...                      → a 200 text/html page (a URL that is not a git repository)
+ *   *    /__moved/<status>/<encodeURIComponent(base)>/<rest>  → <status> with Location <base>/<rest>?<query>
+ *                                          (a repository that moved: to this server, or to another origin)
+ *   GET  /__admin/auth-seen?repo=<name>    → { count } of git requests for that repo that carried an Authorization header
  *   *    /hang/...                         → never answers (a server that times out)
  *
  * A file's content is a string (UTF-8), null (delete; commit only), or one of
@@ -86,6 +95,8 @@ export async function startGitServer(opts: { port?: number } = {}): Promise<GitS
   const downRepos = new Set<string>();
   let allDown = false;
   const stats = new Map<string, Counts>();
+  const authSeen = new Map<string, number>();
+  const held = new Map<string, { armed: boolean; promise: Promise<void>; release: () => void }>();
   const locks = new Map<string, Promise<unknown>>();
   let tmpCounter = 0;
 
@@ -194,6 +205,22 @@ export async function startGitServer(opts: { port?: number } = {}): Promise<GitS
     return h;
   }
 
+  /** A commit whose tree is `depth` levels of `fanout` identical folders over one file (plumbing only). */
+  async function treeBomb(name: string, branch: string, fanout: number, depth: number): Promise<string> {
+    const gitDir = ["--git-dir", repoPath(name)];
+    const blob = (await git([...gitDir, "hash-object", "-w", "--stdin"], "---\ndescription: one of many\nexposed: true\n---\nHi.\n")).stdout.trim();
+    let tree = (await git([...gitDir, "mktree"], `100644 blob ${blob}\tprompt.md\n`)).stdout.trim();
+    for (let level = 0; level < depth; level++) {
+      let listing = "";
+      for (let i = 0; i < fanout; i++) listing += `040000 tree ${tree}\td${String(i).padStart(3, "0")}\n`;
+      tree = (await git([...gitDir, "mktree"], listing)).stdout.trim();
+    }
+    const parent = await head(name, branch);
+    const commit = (await git([...gitDir, "commit-tree", tree, ...(parent ? ["-p", parent] : []), "-m", `tree bomb ${fanout}^${depth}`])).stdout.trim();
+    await git([...gitDir, "update-ref", `refs/heads/${branch}`, commit]);
+    return commit;
+  }
+
   function requireRepo(name: string) {
     if (!existsSync(repoPath(name))) throw new HttpProblem(404, `no repository ${name}`);
   }
@@ -271,7 +298,27 @@ export async function startGitServer(opts: { port?: number } = {}): Promise<GitS
       return { status: 200, body: total };
     }
 
-    const m = /^\/__admin\/repos\/(.+)\/(commit|force-push|bulk|head)$/.exec(path);
+    if (method === "POST" && path === "/__admin/hold") {
+      const body = await json();
+      const name = checkName(body.repo);
+      if (body.hold !== false) {
+        if (!held.has(name)) {
+          let release = () => {};
+          const promise = new Promise<void>((r) => (release = r));
+          held.set(name, { armed: true, promise, release });
+        }
+      } else {
+        held.get(name)?.release();
+        held.delete(name);
+      }
+      return { status: 200, body: { repo: name, held: held.has(name) } };
+    }
+
+    if (method === "GET" && path === "/__admin/auth-seen") {
+      return { status: 200, body: { count: authSeen.get(checkName(url.searchParams.get("repo"))) ?? 0 } };
+    }
+
+    const m = /^\/__admin\/repos\/(.+)\/(commit|force-push|bulk|head|tree-bomb)$/.exec(path);
     if (m) {
       const name = checkName(decodeURIComponent(m[1]!));
       const op = m[2]!;
@@ -292,6 +339,12 @@ export async function startGitServer(opts: { port?: number } = {}): Promise<GitS
       if (op === "force-push") {
         const files = checkFiles(body.files, true);
         return { status: 200, body: { head: await serialized(name, () => writeCommit(name, branch, files, "rewritten history", true)) } };
+      }
+      if (op === "tree-bomb") {
+        const { fanout, depth } = body;
+        if (typeof fanout !== "number" || !Number.isInteger(fanout) || fanout < 1 || fanout > 1000) throw new HttpProblem(400, "fanout must be an integer from 1 to 1000");
+        if (typeof depth !== "number" || !Number.isInteger(depth) || depth < 1 || depth > 500) throw new HttpProblem(400, "depth must be an integer from 1 to 500");
+        return { status: 200, body: { head: await serialized(name, () => treeBomb(name, branch, fanout, depth)) } };
       }
       const count = body.count;
       if (typeof count !== "number" || !Number.isInteger(count) || count < 1 || count > 9999) {
@@ -320,6 +373,12 @@ export async function startGitServer(opts: { port?: number } = {}): Promise<GitS
       const c = stats.get(name) ?? zero();
       c[kind]++;
       stats.set(name, c);
+      if (req.headers.authorization) authSeen.set(name, (authSeen.get(name) ?? 0) + 1);
+      const hold = kind === "upload-pack" ? held.get(name) : undefined;
+      if (hold?.armed) {
+        hold.armed = false;
+        await hold.promise;
+      }
     }
     if (allDown || (name !== null && downRepos.has(name))) {
       await drain(req);
@@ -368,6 +427,11 @@ export async function startGitServer(opts: { port?: number } = {}): Promise<GitS
       if (url.pathname.startsWith("/__admin/")) {
         const { status, body } = await admin(req, url);
         res.writeHead(status, { "content-type": "application/json" }).end(JSON.stringify(body));
+      } else if (url.pathname.startsWith("/__moved/")) {
+        const mv = /^\/__moved\/(30[12378])\/([^/]+)(\/.*)?$/.exec(url.pathname);
+        await drain(req);
+        if (!mv) throw new HttpProblem(400, "expected /__moved/<status>/<encoded base>/<rest>");
+        res.writeHead(Number(mv[1]), { location: `${decodeURIComponent(mv[2]!)}${mv[3] ?? ""}${url.search}` }).end();
       } else if (url.pathname.startsWith("/hang/")) {
         await drain(req); // and never answer; close() ends the connection
       } else if (url.pathname === "/not-git" || url.pathname.startsWith("/not-git/")) {
@@ -401,6 +465,7 @@ export async function startGitServer(opts: { port?: number } = {}): Promise<GitS
         server.close(() => resolve());
         server.closeAllConnections();
       });
+      for (const h of held.values()) h.release();
       await Promise.allSettled([...locks.values()]);
       await rm(root, { recursive: true, force: true });
     },
