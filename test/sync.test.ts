@@ -2,13 +2,15 @@
  * Repository sync end to end, against a real git smart-HTTP server (`git http-backend`
  * behind a small Node server started by globalSetup): registration, first sync, unchanged
  * resync, changed and deleted files, broken frontmatter, force-push, an outage, a private
- * repository, webhooks and the cron sweep.
+ * repository, webhooks and the cron sweep; credentials sent only to their secret's hosts,
+ * repositories that hit a limit, the lease token, and root repositories sharing a name.
  */
 import { env } from "cloudflare:workers";
 import { beforeAll, describe, expect, it } from "vitest";
 import { db } from "../src/db/client";
-import { acquireSyncLease } from "../src/db/repositories";
+import { acquireSyncLease, markRepositoryFailed, markRepositoryUnchanged } from "../src/db/repositories";
 import { orgBySlug } from "../src/db/orgs";
+import { syncRepository } from "../src/repos/sync";
 import { sweepRepositories } from "../workers/sync";
 import { bootstrapOrg, eventually, exampleAgents, orgFetch, rpc, sendMessage } from "./helpers";
 
@@ -271,7 +273,7 @@ describe("private repositories", () => {
     const { body } = await register("private", created.url);
     expect(body.sync).toMatchObject({ status: "failed", error: { code: "auth" } });
 
-    expect((await orgFetch(ORG, "/secrets/GIT_TOKEN", { method: "PUT", headers: { "content-type": "application/json" }, body: JSON.stringify({ value: "wrong-token" }) })).status).toBe(200);
+    expect((await orgFetch(ORG, "/secrets/GIT_TOKEN", { method: "PUT", headers: { "content-type": "application/json" }, body: JSON.stringify({ value: "wrong-token", allowedHosts: ["127.0.0.1"] }) })).status).toBe(200);
     const patched = await orgFetch(ORG, `/repositories/${body.repository.id}`, {
       method: "PATCH",
       headers: { "content-type": "application/json" },
@@ -282,7 +284,7 @@ describe("private repositories", () => {
     expect(wrong.body.sync.error.code).toBe("auth");
     expect(JSON.stringify(wrong.body)).not.toContain("wrong-token");
 
-    await orgFetch(ORG, "/secrets/GIT_TOKEN", { method: "PUT", headers: { "content-type": "application/json" }, body: JSON.stringify({ value: token }) });
+    await orgFetch(ORG, "/secrets/GIT_TOKEN", { method: "PUT", headers: { "content-type": "application/json" }, body: JSON.stringify({ value: token, allowedHosts: ["127.0.0.1"] }) });
     const right = await sync(body.repository.id);
     expect(right.body.sync).toMatchObject({ status: "synced", result: { agents: ["Secretive"] } });
     // Not a root repository: its agents are called as `repo-name/Agent` only.
@@ -291,6 +293,187 @@ describe("private repositories", () => {
     const audit = await (await orgFetch(ORG, "/audit?actionPrefix=repository.")).text();
     expect(audit).not.toContain(token);
     expect(audit).not.toContain("wrong-token");
+  });
+});
+
+const putSecret = (name: string, body: unknown, method = "PUT") =>
+  orgFetch(ORG, `/secrets/${name}`, { method, headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
+const repoRow = (id: string) =>
+  env.DB.prepare("SELECT last_commit, failed_commit, sync_status, last_error, last_checked_at, last_synced_at, sync_lease_token FROM repositories WHERE id = ?")
+    .bind(id)
+    .first<{ last_commit: string | null; failed_commit: string | null; sync_status: string; last_error: string | null; last_checked_at: number | null; last_synced_at: number | null; sync_lease_token: string | null }>();
+
+describe("credentials go only to their secret's hosts", () => {
+  it("a credential secret that does not list the git server's host fails the sync; the server never sees the token", async () => {
+    const token = "glpat-scoped-token-0123456789";
+    const created = await admin("repos", { name: "gitsync/scoped", private: { token }, files: { "Scoped/prompt.md": agentFile("scoped agent") } });
+    expect((await putSecret("SCOPED_TOKEN", { value: token, allowedHosts: ["github.com"] })).status).toBe(200);
+    const { body } = await register("scoped", created.url, { credentialSecret: "SCOPED_TOKEN" });
+    expect(body.sync).toMatchObject({ status: "failed", error: { code: "credential_refused" } });
+    expect(body.sync.error.message).toContain("SCOPED_TOKEN");
+    expect(body.sync.error.message).toContain("127.0.0.1");
+    expect(body.repository.lastError).toMatch(/^credential_refused: /);
+    expect(JSON.stringify(body)).not.toContain(token);
+    expect(await stats("gitsync/scoped")).toEqual({ "info-refs": 0, "upload-pack": 0, other: 0 });
+    expect((await admin("auth-seen?repo=gitsync/scoped")).count).toBe(0);
+
+    // once the secret allows the host, the same repository syncs
+    expect((await putSecret("SCOPED_TOKEN", { allowedHosts: ["127.0.0.1"] }, "PATCH")).status).toBe(200);
+    const ok = await sync(body.repository.id);
+    expect(ok.body.sync).toMatchObject({ status: "synced", result: { agents: ["Scoped"] } });
+    expect((await admin("auth-seen?repo=gitsync/scoped")).count).toBe(3); // head check, then advertisement + pack
+  });
+});
+
+describe("limits", () => {
+  it("a repository that hits a limit fails with a clear error, and its head is not fetched again until it moves", async () => {
+    const created = await admin("repos", { name: "gitsync/bomb", files: { "Fine/prompt.md": agentFile("fine") } });
+    const reg = await register("bomb", created.url);
+    expect(reg.body.sync.status).toBe("synced");
+    const id = reg.body.repository.id as string;
+    const { head } = await admin("repos/gitsync/bomb/tree-bomb", { fanout: 10, depth: 6 });
+
+    const failed = await sync(id);
+    expect(failed.body.sync).toMatchObject({ status: "failed", error: { code: "too_many_files" } });
+    expect(failed.body.sync.error.message).toMatch(/more than 20,000 files.*not fetched again until the branch moves/);
+    expect(failed.body.repository).toMatchObject({ syncStatus: "error", lastCommit: created.head });
+    expect((await repoRow(id))?.failed_commit).toBe(head);
+    // the last good snapshot still serves
+    expect((await repoAgents(id)).map((a) => a.name)).toEqual(["Fine"]);
+
+    // the sweep only asks for the head: no pack download, no new audit row
+    const auditCount = async () =>
+      (((await (await orgFetch(ORG, `/audit?action=repository.sync&resource=/repositories/${id}`)).json()) as any).entries as any[]).length;
+    const audited = await auditCount();
+    const before = await stats("gitsync/bomb");
+    const checked = (await repoRow(id))!.last_checked_at!;
+    await env.DB.prepare("UPDATE repositories SET next_sync_at = 0 WHERE id = ?").bind(id).run();
+    expect(await sweepRepositories(env)).toBeGreaterThanOrEqual(1);
+    await eventually(() => repoRow(id), (r) => (r?.last_checked_at ?? 0) > checked && r?.sync_lease_token === null);
+    const afterSweep = await stats("gitsync/bomb");
+    expect(afterSweep["info-refs"] - before["info-refs"]).toBe(1);
+    expect(afterSweep["upload-pack"]).toBe(before["upload-pack"]);
+    // so does a plain sync request, which reports the recorded error
+    const again = await sync(id);
+    expect(again.body.sync).toMatchObject({ status: "failed", error: { code: "too_many_files" }, knownFailure: true });
+    expect((await stats("gitsync/bomb"))["upload-pack"]).toBe(before["upload-pack"]);
+    expect(await auditCount()).toBe(audited);
+    expect((await repoRow(id))).toMatchObject({ failed_commit: head, sync_status: "error" });
+
+    // a forced sync fetches it again (and fails again)
+    const forced = await sync(id, "?force=true");
+    expect(forced.body.sync).toMatchObject({ status: "failed", error: { code: "too_many_files" } });
+    expect((await stats("gitsync/bomb"))["upload-pack"]).toBe(before["upload-pack"] + 1);
+
+    // the branch moves: fetched, synced, forgotten
+    const { head: fixed } = await admin("repos/gitsync/bomb/force-push", { files: { "Fine/prompt.md": agentFile("fine again"), "Next/prompt.md": agentFile("next") } });
+    const ok = await sync(id);
+    expect(ok.body.sync).toMatchObject({ status: "synced", commit: fixed, result: { agents: ["Fine", "Next"] } });
+    expect(await repoRow(id)).toMatchObject({ failed_commit: null, sync_status: "synced", last_error: null });
+  });
+});
+
+describe("the sync lease token", () => {
+  it("a sync whose lease ran out and was taken over does not overwrite the newer sync's result", async () => {
+    const scope = (await orgBySlug(db(env), ORG))!;
+    const created = await admin("repos", { name: "gitsync/lease", files: { "Kept/prompt.md": agentFile("kept") } });
+    const id = (await register("lease", created.url)).body.repository.id as string;
+    await admin("repos/gitsync/lease/commit", { files: { "Slow/prompt.md": agentFile("seen by the slow sync") } });
+
+    // the slow sync stops while its pack is on the way
+    await admin("hold", { repo: "gitsync/lease", hold: true });
+    const packs = (await stats("gitsync/lease"))["upload-pack"];
+    const slow = syncRepository(env, scope, id, { trigger: "api", actor: "test" });
+    let newer = "";
+    try {
+      await eventually(() => stats("gitsync/lease"), (s) => s["upload-pack"] > packs);
+      // its lease runs out; a newer sync takes over and finishes with a newer commit
+      await env.DB.prepare("UPDATE repositories SET sync_lease_until = 1 WHERE id = ?").bind(id).run();
+      newer = (await admin("repos/gitsync/lease/commit", { files: { "Slow/prompt.md": null, "Fast/prompt.md": agentFile("seen by the newer sync") } })).head;
+      const fast = await sync(id);
+      expect(fast.body.sync).toMatchObject({ status: "synced", commit: newer });
+    } finally {
+      await admin("hold", { repo: "gitsync/lease", hold: false });
+    }
+    const outcome = await slow;
+    // the newer sync's result stands (the slow one read the older commit, with Slow)
+    expect((await repoAgents(id)).map((a) => a.name)).toEqual(["Fast", "Kept"]);
+    expect(await repoRow(id)).toMatchObject({ last_commit: newer, sync_status: "synced", last_error: null, sync_lease_token: null });
+    expect(outcome).toMatchObject({ status: "failed", error: { code: "lease_lost" } });
+
+    // the unchanged and failed marks are conditional on the token too
+    const stale = (await acquireSyncLease(db(env), scope, id, 60_000))!;
+    await env.DB.prepare("UPDATE repositories SET sync_lease_until = 1 WHERE id = ?").bind(id).run();
+    const current = (await acquireSyncLease(db(env), scope, id, 60_000))!;
+    expect(current.syncLeaseToken).not.toBe(stale.syncLeaseToken);
+    expect(await markRepositoryFailed(db(env), scope, id, stale.syncLeaseToken, "protocol: stale", 60_000)).toBe(false);
+    expect(await markRepositoryUnchanged(db(env), scope, id, stale.syncLeaseToken, 300)).toBe(false);
+    expect(await repoRow(id)).toMatchObject({ sync_status: "syncing", last_error: null, sync_lease_token: current.syncLeaseToken });
+    expect(await markRepositoryUnchanged(db(env), scope, id, current.syncLeaseToken, 300)).toBe(true);
+    expect(await repoRow(id)).toMatchObject({ sync_status: "synced", sync_lease_token: null });
+  });
+});
+
+describe("root repositories sharing an exposed agent name", () => {
+  const card = async (name: string) => ((await (await orgFetch(ORG, `/a2a/agents/${name}/.well-known/agent-card.json`)).json()) as any).description;
+
+  it("the root repository that exposed it first keeps the name; the other's file gets a problem", async () => {
+    const a = await admin("repos", { name: "gitsync/root-a", files: { "Shared/prompt.md": agentFile("Shared from zz-root-a"), "OnlyA/prompt.md": agentFile("a") } });
+    const b = await admin("repos", { name: "gitsync/root-b", files: { "Shared/prompt.md": agentFile("Shared from aa-root-b"), "OnlyB/prompt.md": agentFile("b") } });
+    // registered first, though its name sorts last
+    const ra = await register("zz-root-a", a.url, { isRoot: true });
+    expect(ra.body.sync.result.agents).toEqual(["OnlyA", "Shared"]);
+    const rb = await register("aa-root-b", b.url, { isRoot: true });
+    expect(rb.body.sync.status).toBe("synced");
+    expect(rb.body.sync.result.agents).toEqual(["OnlyB"]);
+    expect(rb.body.repository.problems).toEqual([
+      expect.objectContaining({ path: "Shared/prompt.md", severity: "error", message: expect.stringContaining("exposed agent name 'Shared' is already exposed by root repository 'zz-root-a'") }),
+    ]);
+    expect(await card("Shared")).toBe("Shared from zz-root-a");
+    expect(await card("OnlyB")).toBe("b");
+
+    // the holder lets go: the other takes the name at its next import
+    await admin("repos/gitsync/root-a/commit", { files: { "Shared/prompt.md": null } });
+    await sync(ra.body.repository.id);
+    await admin("repos/gitsync/root-b/commit", { files: { "OnlyB/prompt.md": agentFile("b2") } });
+    const taken = await sync(rb.body.repository.id);
+    expect(taken.body.sync.result.agents).toEqual(["OnlyB", "Shared"]);
+    expect(taken.body.repository.problems).toEqual([]);
+    expect(await card("Shared")).toBe("Shared from aa-root-b");
+    // and now the first one is refused it
+    await admin("repos/gitsync/root-a/commit", { files: { "Shared/prompt.md": agentFile("Shared from zz-root-a, again") } });
+    const refused = await sync(ra.body.repository.id);
+    expect(refused.body.sync.result.agents).toEqual(["OnlyA"]);
+    expect(refused.body.repository.problems[0]).toMatchObject({ path: "Shared/prompt.md", message: expect.stringContaining("root repository 'aa-root-b'") });
+    // a private agent of the same name in a root repository is no conflict
+    await admin("repos/gitsync/root-a/commit", { files: { "Shared/prompt.md": agentFile("private twin", "You help.", false) } });
+    const privateTwin = await sync(ra.body.repository.id);
+    expect(privateTwin.body.sync.result.agents).toEqual(["OnlyA", "Shared"]);
+    expect(privateTwin.body.repository.problems).toEqual([]);
+    expect(await card("Shared")).toBe("Shared from aa-root-b");
+
+    for (const r of [ra, rb]) expect((await orgFetch(ORG, `/repositories/${r.body.repository.id}`, { method: "DELETE" })).status).toBe(204);
+  });
+
+  it("when two root repositories hold a name already, the lookup is deterministic and the sync settles it the same way", async () => {
+    const a = await admin("repos", { name: "gitsync/twin-a", files: { "Twin/prompt.md": agentFile("Twin from twin-a") } });
+    const b = await admin("repos", { name: "gitsync/twin-b", files: { "Twin/prompt.md": agentFile("Twin from twin-b") } });
+    const rb = await register("twin-b", b.url, { isRoot: true });
+    // not root when it synced, so nothing checked its names; made root afterwards
+    const ra = await register("twin-a", a.url, { isRoot: false });
+    expect(ra.body.sync.result.agents).toEqual(["Twin"]);
+    await env.DB.prepare("UPDATE repositories SET is_root = 1 WHERE id = ?").bind(ra.body.repository.id).run();
+    const { clearAgentLookupCache } = await import("../src/db/agents");
+    clearAgentLookupCache();
+    // both hold it: the repository whose name sorts first answers, every time
+    for (let i = 0; i < 3; i++) expect(await card("Twin")).toBe("Twin from twin-a");
+    // and its own resync keeps it, while the other's loses it
+    expect((await sync(ra.body.repository.id, "?force=true")).body.repository.problems).toEqual([]);
+    const lost = await sync(rb.body.repository.id, "?force=true");
+    expect(lost.body.sync.result.agents).toEqual([]);
+    expect(lost.body.repository.problems[0].message).toContain("already exposed by root repository 'twin-a'");
+    expect(await card("Twin")).toBe("Twin from twin-a");
+    for (const r of [ra, rb]) expect((await orgFetch(ORG, `/repositories/${r.body.repository.id}`, { method: "DELETE" })).status).toBe(204);
   });
 });
 

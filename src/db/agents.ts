@@ -1,4 +1,4 @@
-import { and, eq, inArray, sql } from "drizzle-orm";
+import { and, asc, desc, eq, inArray, ne, sql } from "drizzle-orm";
 import type { Db } from "./client";
 import { agents, repositories, type AgentRow } from "./schema";
 import type { OrgScope } from "./scope";
@@ -45,6 +45,9 @@ const columns = {
 /**
  * Finds the agent an external caller means by `name`: `Agent` (an agent of a root
  * repository) or `repo-name/Agent` (any repository). Returns null when there is none.
+ * Deterministic when several root repositories have the name: an exposed agent before a
+ * private one, then by repository name (the sync keeps an exposed name to one root
+ * repository, see src/repos/import.ts; this decides while two still have it).
  */
 export async function findAgent(db: Db, scope: OrgScope, name: string): Promise<AgentIndexEntry | null> {
   const key = `${scope.orgId}\u0000${name}`;
@@ -67,8 +70,9 @@ export async function findAgent(db: Db, scope: OrgScope, name: string): Promise<
         ...(repoName ? [eq(repositories.name, repoName)] : [eq(repositories.isRoot, true)]),
       ),
     )
-    .limit(20);
-  const entry = rows.sort((a, b) => a.repositoryName.localeCompare(b.repositoryName))[0] ?? null;
+    .orderBy(desc(agents.exposed), asc(repositories.name))
+    .limit(1);
+  const entry = rows[0] ?? null;
   if (entry) {
     if (byName.size >= MAX_ENTRIES) byName.clear();
     byName.set(key, { entry, expires: now + TTL_MS });
@@ -84,6 +88,29 @@ export async function listExposedAgents(db: Db, scope: OrgScope): Promise<AgentI
     .where(and(eq(agents.orgId, scope.orgId), eq(repositories.orgId, scope.orgId), eq(agents.exposed, true)))
     .orderBy(agents.name)
     .limit(500);
+}
+
+/**
+ * Exposed agents named `names` in root repositories other than `repositoryId`, with their
+ * repository's name (by repository name): who already holds an unqualified name.
+ */
+export async function exposedByOtherRoots(db: Db, scope: OrgScope, repositoryId: string, names: string[]): Promise<{ name: string; repositoryName: string }[]> {
+  if (names.length === 0) return [];
+  return db
+    .select({ name: agents.name, repositoryName: repositories.name })
+    .from(agents)
+    .innerJoin(repositories, eq(repositories.id, agents.repositoryId))
+    .where(
+      and(
+        eq(agents.orgId, scope.orgId),
+        eq(repositories.orgId, scope.orgId),
+        eq(repositories.isRoot, true),
+        ne(agents.repositoryId, repositoryId),
+        eq(agents.exposed, true),
+        sql`${agents.name} IN (SELECT value FROM json_each(${JSON.stringify(names)}))`,
+      ),
+    )
+    .orderBy(asc(repositories.name));
 }
 
 export type AgentUpsert = Omit<AgentRow, "orgId" | "updatedAt">;

@@ -70,13 +70,22 @@ export async function deleteRepository(db: Db, scope: OrgScope, id: string): Pro
 /**
  * Takes the repository's sync lease if no other sync holds it (or the holder's lease ran
  * out, e.g. it crashed). One conditional UPDATE, so two syncs racing cannot both win.
- * Returns the row as it was taken, or null (missing, or busy).
+ * Returns the row as it was taken, its `syncLeaseToken` the new holder's token, or null
+ * (missing, or busy). The sync's final writes apply only while that token still holds
+ * the lease (`leaseGuardStatement`, `markRepositoryUnchanged`, `markRepositoryFailed`):
+ * a sync that outlived its lease and was taken over writes nothing.
  */
-export async function acquireSyncLease(db: Db, scope: OrgScope, id: string, leaseMs: number): Promise<RepositoryRow | null> {
+export async function acquireSyncLease(
+  db: Db,
+  scope: OrgScope,
+  id: string,
+  leaseMs: number,
+): Promise<(RepositoryRow & { syncLeaseToken: string }) | null> {
   const now = Date.now();
+  const token = crypto.randomUUID();
   const rows = await db
     .update(repositories)
-    .set({ syncStatus: "syncing", syncLeaseUntil: now + leaseMs })
+    .set({ syncStatus: "syncing", syncLeaseUntil: now + leaseMs, syncLeaseToken: token })
     .where(
       and(
         eq(repositories.orgId, scope.orgId),
@@ -85,11 +94,52 @@ export async function acquireSyncLease(db: Db, scope: OrgScope, id: string, leas
       ),
     )
     .returning();
-  return rows[0] ?? null;
+  const row = rows[0];
+  return row ? { ...row, syncLeaseToken: token } : null;
 }
 
-/** The statement that records a successful sync and releases the lease. */
-export function repositorySyncedStatement(db: Db, scope: OrgScope, id: string, commit: string, problems: SyncProblem[], intervalSeconds: number) {
+const leaseHolder = (scope: OrgScope, id: string, token: string) =>
+  and(eq(repositories.orgId, scope.orgId), eq(repositories.id, id), eq(repositories.syncLeaseToken, token));
+
+/**
+ * A statement for the head of a D1 batch: it fails (and so rolls the whole batch back)
+ * unless `token` still holds the repository's sync lease. SQLite has no RAISE outside
+ * triggers, so the failure is a deliberate `json()` of something that is not JSON, made of
+ * a column so that SQLite cannot evaluate it ahead of the CASE. Callers tell a lost lease
+ * from another failure with `holdsSyncLease` afterwards.
+ */
+export function leaseGuardStatement(db: Db, scope: OrgScope, id: string, token: string) {
+  return db
+    .update(repositories)
+    .set({ syncLeaseToken: sql`sync_lease_token` })
+    .where(
+      and(
+        eq(repositories.orgId, scope.orgId),
+        eq(repositories.id, id),
+        sql`(CASE WHEN ${repositories.syncLeaseToken} = ${token} THEN 1 ELSE json('sync lease lost: ' || ${repositories.id}) END)`,
+      ),
+    );
+}
+
+/** Whether `token` still holds the repository's sync lease. */
+export async function holdsSyncLease(db: Db, scope: OrgScope, id: string, token: string): Promise<boolean> {
+  const row = await db.query.repositories.findFirst({ columns: { id: true }, where: leaseHolder(scope, id, token) });
+  return row !== undefined;
+}
+
+/**
+ * The statement that records a successful sync and releases the lease; with `leaseToken`,
+ * only while that token holds it.
+ */
+export function repositorySyncedStatement(
+  db: Db,
+  scope: OrgScope,
+  id: string,
+  leaseToken: string | null,
+  commit: string,
+  problems: SyncProblem[],
+  intervalSeconds: number,
+) {
   const now = Date.now();
   return db
     .update(repositories)
@@ -101,28 +151,67 @@ export function repositorySyncedStatement(db: Db, scope: OrgScope, id: string, c
       lastError: null,
       syncProblems: problems,
       syncLeaseUntil: null,
+      syncLeaseToken: null,
+      failedCommit: null,
       nextSyncAt: now + intervalSeconds * 1000,
       updatedAt: now,
     })
-    .where(and(eq(repositories.orgId, scope.orgId), eq(repositories.id, id)));
+    .where(leaseToken ? leaseHolder(scope, id, leaseToken) : and(eq(repositories.orgId, scope.orgId), eq(repositories.id, id)));
 }
 
-/** The remote is still at the synced commit: note the check and release the lease. */
-export async function markRepositoryUnchanged(db: Db, scope: OrgScope, id: string, intervalSeconds: number): Promise<void> {
+/**
+ * The remote is still at the synced commit: note the check and release the lease. False
+ * (nothing written) if `token` no longer holds the lease.
+ */
+export async function markRepositoryUnchanged(db: Db, scope: OrgScope, id: string, token: string, intervalSeconds: number): Promise<boolean> {
   const now = Date.now();
-  await db
+  const rows = await db
     .update(repositories)
-    .set({ syncStatus: "synced", lastCheckedAt: now, lastError: null, syncLeaseUntil: null, nextSyncAt: now + intervalSeconds * 1000 })
-    .where(and(eq(repositories.orgId, scope.orgId), eq(repositories.id, id)));
+    .set({
+      syncStatus: "synced",
+      lastCheckedAt: now,
+      lastError: null,
+      failedCommit: null,
+      syncLeaseUntil: null,
+      syncLeaseToken: null,
+      nextSyncAt: now + intervalSeconds * 1000,
+    })
+    .where(leaseHolder(scope, id, token))
+    .returning({ id: repositories.id });
+  return rows.length > 0;
 }
 
-/** A failed sync: the last good snapshot stays; the error is recorded; retry after `retryMs`. */
-export async function markRepositoryFailed(db: Db, scope: OrgScope, id: string, error: string, retryMs: number): Promise<void> {
+/**
+ * A failed sync: the last good snapshot stays; the error is recorded; retry after
+ * `retryMs`. `failedCommit`: a head that hit a hard limit, not fetched again until the
+ * branch moves (null clears it). False (nothing written) if `token` no longer holds the
+ * lease.
+ */
+export async function markRepositoryFailed(
+  db: Db,
+  scope: OrgScope,
+  id: string,
+  token: string,
+  error: string,
+  retryMs: number,
+  failedCommit: string | null = null,
+): Promise<boolean> {
   const now = Date.now();
-  await db
+  const rows = await db
     .update(repositories)
-    .set({ syncStatus: "error", lastCheckedAt: now, lastError: error.slice(0, 2000), syncLeaseUntil: null, nextSyncAt: now + retryMs, updatedAt: now })
-    .where(and(eq(repositories.orgId, scope.orgId), eq(repositories.id, id)));
+    .set({
+      syncStatus: "error",
+      lastCheckedAt: now,
+      lastError: error.slice(0, 2000),
+      failedCommit,
+      syncLeaseUntil: null,
+      syncLeaseToken: null,
+      nextSyncAt: now + retryMs,
+      updatedAt: now,
+    })
+    .where(leaseHolder(scope, id, token))
+    .returning({ id: repositories.id });
+  return rows.length > 0;
 }
 
 /**
