@@ -49,7 +49,7 @@ async function main() {
   const { git, url: repoUrl } = await startDemoGit();
   try {
     // Limits far above what the bench sends: the limiter still runs on every request.
-    const { apiKey } = await seedDemo(shamanPort, { rateLimits: { perPrincipal: 1_000_000_000, perOrg: 1_000_000_000, windowSeconds: 60 }, repoUrl });
+    const { apiKey } = await seedDemo(shamanPort, { rateLimits: { perPrincipal: 1_000_000_000, perOrg: 1_000_000_000, perClient: 1_000_000_000, windowSeconds: 60 }, repoUrl });
     const auth = { authorization: `Bearer ${apiKey}` };
     // authenticated with an API key: org by subdomain, key check, authorisation, cached D1 lookups
     const card = { port: shamanPort, host: "acme.localhost", path: "/a2a/agents/ProcessInvoice/.well-known/agent-card.json", headers: auth };

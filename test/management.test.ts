@@ -152,10 +152,12 @@ describe("secrets", () => {
 describe("audit trail", () => {
   it("records refused credentials of a known org, without the credential", async () => {
     const forged = "shk_AAAAAAAAAAAA_BBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB";
-    const res = await orgFetch("mgmt", "/a2a/agents", { headers: { authorization: `Bearer ${forged}` } });
+    const res = await orgFetch("mgmt", "/a2a/agents", { headers: { authorization: `Bearer ${forged}`, "cf-connecting-ip": "203.0.113.77" } });
     expect(res.status).toBe(401);
-    const rows = await eventually(() => auditRows("action=auth.denied&outcome=denied"), (r) => r.some((e) => e.resource === "/a2a/agents"));
-    const row = rows.find((e) => e.resource === "/a2a/agents");
+    // anonymous refusals are aggregated per client address and minute (test/preauth.test.ts)
+    const rows = await eventually(() => auditRows("action=auth.denied&outcome=denied"), (r) => r.some((e) => e.summary?.input?.client === "203.0.113.77"));
+    const row = rows.find((e) => e.summary?.input?.client === "203.0.113.77");
+    expect(row).toMatchObject({ resource: "/a2a/agents", actor: "anonymous", summary: { output: { count: 1 } } });
     expect(row.summary.error).toContain("invalid");
     expect(JSON.stringify(rows)).not.toContain("BBBBBBBBBBBBBBBB");
   });

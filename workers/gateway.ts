@@ -11,7 +11,7 @@ import { devRoutes } from "../src/dev/seed";
 import { AppError, problemResponse } from "../src/errors";
 import type { AppEnv } from "../src/http/app-env";
 import { resolveOrg } from "../src/http/org";
-import { rateLimit } from "../src/http/rate-limit";
+import { clientRateLimit, rateLimit } from "../src/http/rate-limit";
 import { runRoutes } from "../src/runs/routes";
 import { apiKeyRoutes } from "../src/api/api-keys";
 import { auditRoutes } from "../src/api/audit";
@@ -20,13 +20,22 @@ import { repositoryRoutes } from "../src/api/repositories";
 import { webhookRoutes } from "../src/repos/webhooks";
 import { secretRoutes } from "../src/api/secrets";
 import { auditRequest } from "../src/audit/http";
+import { recordAnonymousDenial } from "../src/audit/denials";
 
-/** Refused requests of a known org (bad credentials, missing permission) go to its audit trail. */
+/**
+ * Refused requests of a known org go to its audit trail: a known principal's refusal (403)
+ * one row each; anonymous refusals (bad or missing credentials, bad webhook signatures)
+ * one row per client address and minute, with a count (src/audit/denials.ts).
+ */
 const auditDenials: MiddlewareHandler<AppEnv> = async (c, next) => {
   await next();
   const err = c.error;
   if (err instanceof AppError && (err.code === "UNAUTHORIZED" || err.code === "FORBIDDEN")) {
     const path = new URL(c.req.url).pathname.replace(/^\/_org\/[^/]+/, "");
+    if (err.code === "UNAUTHORIZED" && c.get("principal") === null) {
+      recordAnonymousDenial(c, path, err.message);
+      return;
+    }
     auditRequest(c, {
       action: "auth.denied",
       resource: path,
@@ -65,6 +74,9 @@ export function createApp(): Hono<AppEnv> {
   org.use(auditDenials);
   // Webhooks prove themselves with a signature, not a user credential: before authenticate().
   org.route("/webhooks", webhookRoutes);
+  // Per client address, before any credential is looked at (Kratos, D1): floods of bad
+  // credentials stop here, in a bucket that is not the org's.
+  org.use(clientRateLimit());
   org.use(authenticate());
   org.use(rateLimit());
   org.route("/a2a", a2aRoutes);

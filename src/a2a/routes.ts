@@ -14,6 +14,7 @@ import { getRun } from "../db/runs";
 import { config } from "../config";
 import { actorOf, auditRequest } from "../audit/http";
 import type { AppEnv } from "../http/app-env";
+import { BodyTooLargeError, describeLimit, readTextLimited } from "../http/limited-body";
 import { orgBaseUrl } from "../http/org";
 import { RUN_ID, runStub } from "../runs/stub";
 import { TERMINAL_RUN_STATUSES, type RunSnapshot } from "../runs/types";
@@ -132,10 +133,14 @@ function rpcJson(c: Context<AppEnv>, id: JsonRpcId, err: JsonRpcError) {
 }
 
 async function jsonRpc(c: Context<AppEnv>, name: string): Promise<Response> {
-  const length = Number(c.req.header("content-length") ?? "0");
-  if (length > MAX_BODY_BYTES) return rpcJson(c, null, new JsonRpcError(JSONRPC.INVALID_REQUEST, "request body too large (limit 1 MiB)", undefined, 413));
-  const raw = await c.req.text();
-  if (raw.length > MAX_BODY_BYTES) return rpcJson(c, null, new JsonRpcError(JSONRPC.INVALID_REQUEST, "request body too large (limit 1 MiB)", undefined, 413));
+  // Counted as it is read: a chunked body without Content-Length stops at the limit too.
+  let raw: string;
+  try {
+    raw = await readTextLimited(c.req.raw, MAX_BODY_BYTES);
+  } catch (err) {
+    if (!(err instanceof BodyTooLargeError)) throw err;
+    return rpcJson(c, null, new JsonRpcError(JSONRPC.INVALID_REQUEST, `Invalid Request: the body exceeds the ${describeLimit(MAX_BODY_BYTES)} limit`, { limitBytes: MAX_BODY_BYTES }, 413));
+  }
 
   let body: unknown;
   try {

@@ -14,6 +14,7 @@ import type { AppEnv } from "../http/app-env";
 import { sha256Hex } from "../util/bytes";
 import { createApiKey } from "./api-keys";
 import { addMember, mirrorUser } from "./users";
+import { jsonOrNull } from "../http/body";
 
 const BootstrapBody = z.object({
   org: z.object({ slug: z.string().refine(isValidSlug, "invalid subdomain label"), name: z.string().min(1).max(200) }),
@@ -25,7 +26,12 @@ const BootstrapBody = z.object({
   }),
   apiKey: z.object({ name: z.string().min(1).max(100), expiresInDays: z.number().int().positive().max(3650).optional() }).optional(),
   rateLimits: z
-    .object({ perPrincipal: z.number().int().positive(), perOrg: z.number().int().positive(), windowSeconds: z.number().int().positive().max(86_400) })
+    .object({
+      perPrincipal: z.number().int().positive(),
+      perOrg: z.number().int().positive(),
+      perClient: z.number().int().positive().optional(),
+      windowSeconds: z.number().int().positive().max(86_400),
+    })
     .optional(),
 });
 
@@ -36,7 +42,7 @@ adminRoutes.post("/bootstrap", async (c) => {
   const given = /^Bearer\s+(\S+)$/i.exec(c.req.header("authorization") ?? "")?.[1];
   // Compare digests so the comparison does not leak the token's length or prefix.
   if (!expected || !given || (await sha256Hex(given)) !== (await sha256Hex(expected))) throw new AppError("NOT_FOUND", "Not found");
-  const parsed = BootstrapBody.safeParse(await c.req.json().catch(() => null));
+  const parsed = BootstrapBody.safeParse(await jsonOrNull(c.req.raw, 64 * 1024));
   if (!parsed.success) {
     const i = parsed.error.issues[0];
     throw new AppError("BAD_REQUEST", `invalid bootstrap body: ${i ? `${i.path.join(".")}: ${i.message}` : "invalid"}`);

@@ -8,7 +8,8 @@ import { index, integer, primaryKey, sqliteTable, text, uniqueIndex } from "driz
 const now = sql`(unixepoch('subsec') * 1000)`;
 
 export interface OrgSettings {
-  rateLimits?: { perPrincipal?: number; perOrg?: number; windowSeconds?: number };
+  /** perClient: requests per window from one client address, counted before authentication. */
+  rateLimits?: { perPrincipal?: number; perOrg?: number; perClient?: number; windowSeconds?: number };
 }
 
 export const orgs = sqliteTable(

@@ -12,6 +12,7 @@ import { ensureRepository } from "../db/repositories";
 import { AppError } from "../errors";
 import type { AppEnv } from "../http/app-env";
 import { contentCommitId, importSnapshot } from "../repos/import";
+import { jsonOrNull } from "../http/body";
 
 const SeedBody = z.object({
   org: z.object({ slug: z.string().refine(isValidSlug, "invalid subdomain label"), name: z.string().min(1).max(200) }),
@@ -23,7 +24,7 @@ export const devRoutes = new Hono<AppEnv>();
 
 devRoutes.post("/seed", async (c) => {
   if (!config(c.env).devSeed) throw new AppError("NOT_FOUND", "Not found");
-  const parsed = SeedBody.safeParse(await c.req.json().catch(() => null));
+  const parsed = SeedBody.safeParse(await jsonOrNull(c.req.raw, 32 * 1024 * 1024));
   if (!parsed.success) {
     throw new AppError("BAD_REQUEST", `invalid seed body: ${parsed.error.issues[0]?.message ?? "invalid"}`);
   }

@@ -1,7 +1,14 @@
 /**
- * Rate limiting per principal and per org, with the org's own limits (`settings.rateLimits`,
- * read with the org scope, so no extra query). Runs after the org resolver and after
- * authentication. One RPC to the org's `RateLimiter` object checks and counts both limits.
+ * Rate limiting, with the org's own limits (`settings.rateLimits`, read with the org scope,
+ * so no extra query):
+ * - `clientRateLimit()` runs BEFORE authentication, per client address (`perClient`), in a
+ *   limiter object of its own (`clients:<org>`), so a flood of bad credentials or unsigned
+ *   webhooks is refused before it reaches Kratos, D1 or an HMAC, and never spends the org's
+ *   budget;
+ * - `rateLimit()` runs after authentication, per principal and per org. One RPC to the
+ *   org's `RateLimiter` object checks and counts both limits;
+ * - `chargeOrg()` counts a request that proved itself another way (a verified webhook)
+ *   against the org's budget.
  *
  * Every response carries `RateLimit-Limit`, `RateLimit-Remaining`, `RateLimit-Reset` and
  * `RateLimit-Policy` (draft-ietf-httpapi-ratelimit-headers) for the binding limit, the one
@@ -20,6 +27,9 @@ export const DEFAULT_RATE_LIMITS: Readonly<RateLimits> = Object.freeze({
   perOrg: 6000,
   windowSeconds: 60,
 });
+
+/** Requests per window from one client address before authentication (several callers may share one). */
+export const DEFAULT_PER_CLIENT = 3000;
 
 const MAX_WINDOW_SECONDS = 86_400;
 
@@ -48,9 +58,22 @@ function positiveInt(v: unknown): number | undefined {
   return typeof v === "number" && Number.isFinite(v) && v >= 1 ? Math.floor(v) : undefined;
 }
 
+/** The client's address (Cloudflare sets `CF-Connecting-IP`; a client cannot); "local" in local runs. */
+export function clientAddress(c: Context<AppEnv>): string {
+  return c.req.header("cf-connecting-ip") ?? "local";
+}
+
 /** The key of the caller's own bucket: the principal, or the client address when anonymous. */
 export function principalKey(c: Context<AppEnv>): string {
-  return c.get("principal") ?? `anon:${c.req.header("cf-connecting-ip") ?? "local"}`;
+  return c.get("principal") ?? `anon:${clientAddress(c)}`;
+}
+
+/** The per-client limits of an org: `perClient` per window, in the clients' own object. */
+export function clientLimitsFor(settings: OrgSettings | undefined): RateLimits {
+  const org = limitsFor(settings);
+  const perClient = positiveInt(settings?.rateLimits?.perClient) ?? DEFAULT_PER_CLIENT;
+  // The object's org-wide bucket is not a limit here: it only bounds all clients together, far above one.
+  return { perPrincipal: perClient, perOrg: perClient * 1000, windowSeconds: org.windowSeconds };
 }
 
 export function rateLimitHeaders(d: RateDecision, limits: RateLimits): Record<string, string> {
@@ -109,10 +132,11 @@ function leaseSize(key: string, limits: RateLimits, now: number): number {
   return Math.max(1, Math.min(cap, Math.ceil((Math.max(d.previous, d.count) * LEASE_TTL_MS) / 1000)));
 }
 
-async function decide(ns: DurableObjectNamespace<RateLimiter>, orgId: string, principal: string, limits: RateLimits, cost: number): Promise<RateDecision> {
-  const stub = ns.get(ns.idFromName(orgId));
+/** `object`: the limiter object's name, the org id (org budgets) or `clients:<org id>` (per-client). */
+async function decide(ns: DurableObjectNamespace<RateLimiter>, object: string, principal: string, limits: RateLimits, cost: number): Promise<RateDecision> {
+  const stub = ns.get(ns.idFromName(object));
   if (cost !== 1) return stub.hit(principal, limits, cost);
-  const key = `${orgId}\u0000${principal}\u0000${limits.perPrincipal}/${limits.perOrg}/${limits.windowSeconds}`;
+  const key = `${object}\u0000${principal}\u0000${limits.perPrincipal}/${limits.perOrg}/${limits.windowSeconds}`;
   const now = Date.now();
   const lease = leases.get(key);
   if (lease && lease.expires > now && lease.tokens > 0) {
@@ -150,47 +174,86 @@ export function clearRateLimitLeases(): void {
 const FAIL_LOG_INTERVAL_MS = 60_000;
 let lastFailLog = Number.NEGATIVE_INFINITY;
 
+/**
+ * One limiter decision, failing open: the limiter protects capacity, it is not an access
+ * control, so its outage must not become an outage of the API (logged at most once a minute).
+ */
+async function decideOrAllow(c: Context<AppEnv>, object: string, principal: string, limits: RateLimits, cost: number): Promise<RateDecision | null> {
+  try {
+    return await decide(c.env.RATE_LIMITER, object, principal, limits, cost);
+  } catch (err) {
+    const now = Date.now();
+    if (now - lastFailLog >= FAIL_LOG_INTERVAL_MS) {
+      lastFailLog = now;
+      console.error("rate limiter unavailable, allowing requests:", err instanceof Error ? err.message : String(err));
+    }
+    return null;
+  }
+}
+
+function refusal(c: Context<AppEnv>, decision: RateDecision, limits: RateLimits, scopeName: string): Response {
+  const headers = rateLimitHeaders(decision, limits);
+  const err = new AppError("RATE_LIMITED", `Rate limit exceeded for ${scopeName}; retry in ${decision.retryAfterSeconds} s`, {
+    scope: decision.scope,
+    retryAfterSeconds: decision.retryAfterSeconds,
+  });
+  return problemResponse(err, c.get("requestId") ?? "", { ...headers, "Retry-After": String(decision.retryAfterSeconds) });
+}
+
+function setHeaders(c: Context<AppEnv>, headers: Record<string, string>): void {
+  // A WebSocket handshake answer cannot be rebuilt with new headers, and nobody reads them.
+  if (c.res.status === 101) return;
+  try {
+    for (const [k, v] of Object.entries(headers)) c.res.headers.set(k, v);
+  } catch {
+    // Immutable headers (a response passed through from fetch): c.header copies it first.
+    for (const [k, v] of Object.entries(headers)) c.header(k, v);
+  }
+}
+
 export function rateLimit(options: RateLimitOptions = {}): MiddlewareHandler<AppEnv> {
   const defaults: RateLimits = { ...DEFAULT_RATE_LIMITS, ...options.defaults };
   const cost = options.cost ?? 1;
   return async function rateLimiter(c, next) {
     const org = c.get("org");
     const limits = limitsFor(org.settings, defaults);
-    let decision: RateDecision;
-    try {
-      decision = await decide(c.env.RATE_LIMITER, org.orgId, principalKey(c), limits, typeof cost === "number" ? cost : cost(c));
-    } catch (err) {
-      // Fail open: the limiter protects capacity, it is not an access control (authentication
-      // and permissions have already run), so its outage must not become an outage of the API.
-      const now = Date.now();
-      if (now - lastFailLog >= FAIL_LOG_INTERVAL_MS) {
-        lastFailLog = now;
-        console.error("rate limiter unavailable, allowing requests:", err instanceof Error ? err.message : String(err));
-      }
-      await next();
-      return;
-    }
-
+    const decision = await decideOrAllow(c, org.orgId, principalKey(c), limits, typeof cost === "number" ? cost : cost(c));
+    if (!decision) return next();
     const headers = rateLimitHeaders(decision, limits);
-    if (!decision.allowed) {
-      const scope = decision.scope === "org" ? "this organization" : "this client";
-      const err = new AppError("RATE_LIMITED", `Rate limit exceeded for ${scope}; retry in ${decision.retryAfterSeconds} s`, {
-        scope: decision.scope,
-        retryAfterSeconds: decision.retryAfterSeconds,
-      });
-      return problemResponse(err, c.get("requestId") ?? "", { ...headers, "Retry-After": String(decision.retryAfterSeconds) });
-    }
-
+    if (!decision.allowed) return refusal(c, decision, limits, decision.scope === "org" ? "this organization" : "this client");
     await next();
-    // A WebSocket handshake answer cannot be rebuilt with new headers, and nobody reads them.
-    if (c.res.status === 101) return;
-    try {
-      for (const [k, v] of Object.entries(headers)) c.res.headers.set(k, v);
-    } catch {
-      // Immutable headers (a response passed through from fetch): c.header copies it first.
-      for (const [k, v] of Object.entries(headers)) c.header(k, v);
-    }
+    setHeaders(c, headers);
   };
+}
+
+/**
+ * The per-client limit before authentication: `bucket` names the kind of traffic (`client`
+ * for API calls, `webhook` for unverified deliveries, each with a bucket of its own per
+ * client address). Counted in the org's clients object, never in the org's own budget.
+ * Its headers are not sent: the authenticated limit's headers describe the caller.
+ */
+export function clientRateLimit(bucket = "client"): MiddlewareHandler<AppEnv> {
+  return async function clientRateLimiter(c, next) {
+    const org = c.get("org");
+    const limits = clientLimitsFor(org.settings);
+    const decision = await decideOrAllow(c, `clients:${org.orgId}`, `${bucket}:${clientAddress(c)}`, limits, 1);
+    if (decision && !decision.allowed) return refusal(c, decision, limits, "this client address");
+    await next();
+  };
+}
+
+/**
+ * Counts a request that proved itself without a principal (a verified webhook delivery)
+ * against the org's budget, as `principal`. Returns the 429 answer when over, else null.
+ */
+export async function chargeOrg(c: Context<AppEnv>, principal: string): Promise<Response | null> {
+  const org = c.get("org");
+  const limits = limitsFor(org.settings);
+  const decision = await decideOrAllow(c, org.orgId, principal, limits, 1);
+  if (!decision) return null;
+  if (!decision.allowed) return refusal(c, decision, limits, decision.scope === "org" ? "this organization" : "this sender");
+  for (const [k, v] of Object.entries(rateLimitHeaders(decision, limits))) c.header(k, v);
+  return null;
 }
 
 /** Test hook: forget that the outage was logged. */
