@@ -139,3 +139,64 @@ describe("secret host lists", () => {
     expect(JSON.stringify(audit)).not.toContain('"v2"');
   });
 });
+
+/**
+ * A D1 whose reads answer only when `release()` is called (after reading the old row): a
+ * read that was slow to come back, as in production where requests overlap.
+ */
+function slowReads(): { d1: D1Database; release(): void } {
+  let release!: () => void;
+  const gate = new Promise<void>((r) => (release = r));
+  const wrap = (stmt: D1PreparedStatement): D1PreparedStatement =>
+    new Proxy(stmt, {
+      get(target, prop) {
+        if (prop === "bind") return (...args: unknown[]) => wrap(target.bind(...args));
+        if (prop === "raw" || prop === "all" || prop === "first") {
+          return async (...args: unknown[]) => {
+            const result = await (target[prop] as (...a: unknown[]) => Promise<unknown>).apply(target, args);
+            await gate;
+            return result;
+          };
+        }
+        const v = Reflect.get(target, prop);
+        return typeof v === "function" ? v.bind(target) : v;
+      },
+    });
+  const d1 = new Proxy(env.DB, {
+    get(target, prop) {
+      if (prop === "prepare") return (q: string) => wrap(target.prepare(q));
+      const v = Reflect.get(target, prop);
+      return typeof v === "function" ? v.bind(target) : v;
+    },
+  });
+  return { d1, release };
+}
+
+describe("the secret cache", () => {
+  it("never puts back a value read before a put or a delete", async () => {
+    const { cachedCredential, cachedSecret, clearSecretCache } = await import("../src/secrets/cache");
+    const { putSecret, deleteSecret } = await import("../src/secrets/store");
+    const scope = (await orgBySlug(db(env), ORG))!;
+    clearSecretCache();
+    await putSecret(db(env), env, scope, "ROTATED", "old-value", ["example.com"]);
+    // a read that started before the put comes back after it, with the old value…
+    const slow = slowReads();
+    const early = cachedCredential(db({ DB: slow.d1 }), env, scope.orgId, "ROTATED");
+    await new Promise((r) => setTimeout(r, 50));
+    await putSecret(db(env), env, scope, "ROTATED", "new-value", ["example.org"]);
+    // …a reader arriving after the put does not wait for it…
+    expect(await cachedCredential(db(env), env, scope.orgId, "ROTATED")).toMatchObject({ value: "new-value" });
+    slow.release();
+    expect((await early)?.value).toBe("old-value");
+    // …and it does not fill the cache with the old value
+    expect(await cachedCredential(db(env), env, scope.orgId, "ROTATED")).toMatchObject({ value: "new-value", allowedHosts: ["example.org"] });
+    // the same for a delete
+    const slow2 = slowReads();
+    const before = cachedSecret(db({ DB: slow2.d1 }), env, scope.orgId, "ROTATED");
+    await new Promise((r) => setTimeout(r, 50));
+    await deleteSecret(db(env), scope, "ROTATED");
+    slow2.release();
+    expect(await before).toBe("new-value");
+    expect(await cachedSecret(db(env), env, scope.orgId, "ROTATED")).toBeNull();
+  });
+});
