@@ -138,6 +138,16 @@ describe("secret host lists", () => {
     const audit = ((await (await orgFetch(ORG, "/audit?actionPrefix=secret.&resource=/secrets/HOSTY")).json()) as any).entries;
     expect(JSON.stringify(audit)).not.toContain('"v2"');
   });
+
+  it("an owner's secret is not sent to a host off its list, even by the owner's own repository", async () => {
+    const res = await orgFetch(ORG, "/repositories", json({ name: "offlist", gitUrl: `${capture()}/owner-offlist/x.git`, credentialSecret: "GIT_TOKEN" }));
+    expect(res.status).toBe(201);
+    const body = (await res.json()) as any;
+    expect(body.sync.status).toBe("failed");
+    expect(body.sync.error.message).toMatch(/GIT_TOKEN.*may not be sent to 127\.0\.0\.1/);
+    expect(body.sync.error.message).not.toContain(GIT_TOKEN);
+    expect(await captured("/owner-offlist")).toEqual([]);
+  });
 });
 
 /**
