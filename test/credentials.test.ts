@@ -210,3 +210,21 @@ describe("the secret cache", () => {
     expect(await cachedSecret(db(env), env, scope.orgId, "ROTATED")).toBeNull();
   });
 });
+
+describe("agents.json URLs", () => {
+  it("obey the outbound URL policy at import: https and public hosts unless in local development", async () => {
+    const { importSnapshot } = await import("../src/repos/import");
+    const scope = (await orgBySlug(db(env), ORG))!;
+    const created = await orgFetch(ORG, "/repositories", json({ name: "aliases", gitUrl: "https://git.example.com/aliases.git", sync: false }));
+    const repo = ((await created.json()) as any).repository;
+    const agentsJson = JSON.stringify({ agents: { Local: { url: "http://127.0.0.1:9/a2a", secret: "GIT_TOKEN" }, Public: "https://agents.example.com/a2a" } });
+    const files = new Map([["agents.json", new TextEncoder().encode(agentsJson)]]);
+    const row = { id: repo.id, name: "aliases", isRoot: false, lastCommit: null, syncProblems: [], syncIntervalSeconds: 300 };
+    const prod = await importSnapshot(db(env), env.SNAPSHOTS, scope, row, "a".repeat(40), files);
+    expect(prod.errors).toEqual([expect.objectContaining({ path: "agents.json", message: expect.stringMatching(/^alias 'Local': 'url' must use https:\/\//) })]);
+    const aliasRows = await env.DB.prepare("SELECT alias FROM agent_aliases WHERE repository_id = ? ORDER BY alias").bind(repo.id).all<{ alias: string }>();
+    expect(aliasRows.results.map((r) => r.alias)).toEqual(["Public"]);
+    const local = await importSnapshot(db(env), env.SNAPSHOTS, scope, { ...row, lastCommit: null }, "b".repeat(40), files, [], { urlPolicy: { allowPrivateNetwork: true } });
+    expect(local.errors).toEqual([]);
+  });
+});

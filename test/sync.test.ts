@@ -476,6 +476,24 @@ describe("root repositories sharing an exposed agent name", () => {
     expect(await card("Twin")).toBe("Twin from twin-a");
     for (const r of [ra, rb]) expect((await orgFetch(ORG, `/repositories/${r.body.repository.id}`, { method: "DELETE" })).status).toBe(204);
   });
+
+  it("making a repository root through the API re-imports it, so a taken name shows as a problem at once", async () => {
+    const a = await admin("repos", { name: "gitsync/promote-a", files: { "Promoted/prompt.md": agentFile("Promoted from holder") } });
+    const b = await admin("repos", { name: "gitsync/promote-b", files: { "Promoted/prompt.md": agentFile("Promoted from later") } });
+    const holder = await register("promote-holder", a.url, { isRoot: true });
+    const later = await register("promote-later", b.url, { isRoot: false });
+    expect(later.body.repository.problems).toEqual([]);
+    const patched = await orgFetch(ORG, `/repositories/${later.body.repository.id}`, { method: "PATCH", headers: { "content-type": "application/json" }, body: JSON.stringify({ isRoot: true }) });
+    expect(patched.status).toBe(200);
+    // the head did not move: only a forced re-import (queued by the PATCH) can find the conflict
+    const after = await eventually(
+      async () => ((await (await orgFetch(ORG, `/repositories/${later.body.repository.id}`)).json()) as any).repository,
+      (r) => r.problems.length > 0,
+    );
+    expect(after.problems[0]).toMatchObject({ path: "Promoted/prompt.md", severity: "error", message: expect.stringContaining("already exposed by root repository 'promote-holder'") });
+    expect(await card("Promoted")).toBe("Promoted from holder");
+    for (const r of [holder, later]) expect((await orgFetch(ORG, `/repositories/${r.body.repository.id}`, { method: "DELETE" })).status).toBe(204);
+  });
 });
 
 describe("bad input", () => {

@@ -223,7 +223,11 @@ async function handleSync(message: Message<SyncJob>, env: Env): Promise<void> {
       message.ack();
       return;
     }
-    const outcome = await syncRepository(env, scope, job.repositoryId, { trigger: job.trigger, actor: job.trigger === "webhook" ? "webhook" : "system" });
+    const outcome = await syncRepository(env, scope, job.repositoryId, {
+      trigger: job.trigger,
+      actor: job.trigger === "webhook" ? "webhook" : "system",
+      force: job.force === true,
+    });
     if (outcome.status === "failed") console.warn(`sync ${scope.slug}/${job.repositoryId} (${job.trigger}): ${outcome.error?.message ?? "failed"}`);
     message.ack();
   } catch (err) {

@@ -30,6 +30,7 @@ import type { AppEnv } from "../http/app-env";
 import { orgBaseUrl } from "../http/org";
 import { jsonBody } from "../http/body";
 import { syncRepository, type SyncOutcome } from "../repos/sync";
+import type { SyncJob } from "../runs/types";
 import { deleteSecret, putSecret, SECRET_NAME } from "../secrets/store";
 import { authorizeCredentialUse } from "./credentials";
 
@@ -197,6 +198,12 @@ repositoryRoutes.patch("/:id", async (c) => {
   }
   if (!updated) throw notFound();
   auditRequest(c, { action: "repository.update", resource: `/repositories/${repo.id}`, outcome: "success", input: patch });
+  if (updated.isRoot !== repo.isRoot) {
+    // Which exposed names this repository may hold changes with its root flag; a forced
+    // re-import settles it (name conflicts between root repositories are per-file problems).
+    const job: SyncJob = { kind: "sync", orgId: c.get("org").orgId, repositoryId: repo.id, trigger: "api", force: true };
+    c.executionCtx.waitUntil(c.env.JOBS.send(job).catch((e: unknown) => console.error(`queueing the re-import of ${repo.id}: ${String(e)}`)));
+  }
   return c.json({ repository: repositoryView(c, updated) });
 });
 

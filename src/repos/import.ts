@@ -27,6 +27,7 @@ import { holdsSyncLease, leaseGuardStatement, repositorySyncedStatement } from "
 import type { RepositoryRow, SyncProblem } from "../db/schema";
 import type { OrgScope } from "../db/scope";
 import { toHex } from "../util/bytes";
+import type { UrlPolicy } from "../net/url-policy";
 
 export interface SnapshotFile {
   path: string;
@@ -62,6 +63,8 @@ export class LeaseLostError extends Error {
 export interface ImportOptions {
   /** The sync lease token: the writes apply only while it holds the repository's lease. */
   leaseToken?: string;
+  /** The URL policy `agents.json` aliases must obey; production's (https, public hosts) when omitted. */
+  urlPolicy?: UrlPolicy;
 }
 
 const R2_CONCURRENCY = 16;
@@ -106,7 +109,7 @@ export async function importSnapshot(
     manifest.files[file.path] = { sha, size: file.bytes.byteLength };
 
     if (file.path === AGENTS_JSON) {
-      const parsed = parseAgentsJson(file.path, decoder.decode(file.bytes));
+      const parsed = parseAgentsJson(file.path, decoder.decode(file.bytes), opts.urlPolicy);
       errors.push(...parsed.problems);
       warnings.push(...parsed.warnings);
       aliasCount = parsed.aliases.length;

@@ -147,7 +147,10 @@ async function syncLeased(env: Env, scope: OrgScope, repo: RepositoryRow, token:
     return { status: "failed", trigger: opts.trigger, durationMs: Date.now() - started, commit: repo.lastCommit, error, knownFailure: true };
   }
   const tree = await fetchTree(remote, { commit: head, signal: AbortSignal.timeout(REMOTE_TIMEOUT_MS) });
-  const result = await importSnapshot(d, env.SNAPSHOTS, scope, repo, tree.commit, tree.files, tree.skipped, { leaseToken: token });
+  const result = await importSnapshot(d, env.SNAPSHOTS, scope, repo, tree.commit, tree.files, tree.skipped, {
+    leaseToken: token,
+    urlPolicy: { allowPrivateNetwork: !config(env).production },
+  });
   return { status: "synced", trigger: opts.trigger, durationMs: Date.now() - started, commit: tree.commit, result };
 }
 

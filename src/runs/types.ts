@@ -122,7 +122,9 @@ export interface SyncJob {
   kind: "sync";
   orgId: string;
   repositoryId: string;
-  trigger: "webhook" | "schedule";
+  trigger: "webhook" | "schedule" | "api";
+  /** Fetch and import even if the head is unchanged (e.g. the repository became root). */
+  force?: boolean;
 }
 
 /** Audit rows the executor could not write with their batch (D1 refused): written later. */
