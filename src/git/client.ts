@@ -51,7 +51,8 @@ import * as nodeZlib from "node:zlib";
 import * as nodeCrypto from "node:crypto";
 import { credentialFetch, OutboundError, type CredentialScope } from "../net/outbound";
 import { GitError } from "./errors";
-import { toHex } from "../util/bytes";
+import { concatBytes, toHex } from "../util/bytes";
+import { BodyTooLargeError, readBodyLimited } from "../http/limited-body";
 
 export { GitError, type GitErrorCode } from "./errors";
 
@@ -266,29 +267,15 @@ async function readBody(res: Response, limit: number, what: string, base: string
     await res.body?.cancel();
     throw new GitError("too_large", `the ${what} from ${display(base)} is ${formatBytes(declared)}, over the ${formatBytes(limit)} limit`);
   }
-  if (!res.body) return new Uint8Array(0);
-  const reader = res.body.getReader();
-  const chunks: Uint8Array[] = [];
-  let total = 0;
   try {
-    for (;;) {
-      const { done, value } = await reader.read();
-      if (done) break;
-      total += value.byteLength;
-      if (total > limit) {
-        await reader.cancel();
-        throw new GitError("too_large", `the ${what} from ${display(base)} is over the ${formatBytes(limit)} limit`);
-      }
-      chunks.push(value);
-    }
+    return await readBodyLimited(res, limit);
   } catch (err) {
-    if (err instanceof GitError) throw err;
+    if (err instanceof BodyTooLargeError) throw new GitError("too_large", `the ${what} from ${display(base)} is over the ${formatBytes(limit)} limit`);
     const e = connectionError(err, base, opts);
     throw e.message.startsWith("could not connect")
       ? new GitError("unreachable", `the connection to ${new URL(base).host} broke while reading the ${what}`)
       : e;
   }
-  return concat(chunks, total);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -603,18 +590,7 @@ async function readPackStream(res: Response, limit: number, base: string, opts: 
       : e;
   }
   if (parts.length === 0) throw bad("no pack data");
-  return concat(parts, total);
-}
-
-function concat(chunks: Uint8Array[], total: number): Uint8Array {
-  if (chunks.length === 1) return chunks[0]!;
-  const out = new Uint8Array(total);
-  let offset = 0;
-  for (const c of chunks) {
-    out.set(c, offset);
-    offset += c.byteLength;
-  }
-  return out;
+  return concatBytes(parts, total);
 }
 
 interface NodeHash {

@@ -5,6 +5,8 @@
  * so a client streaming gigabytes costs the Worker at most `limit` bytes (plus one chunk).
  * Each route turns `BodyTooLargeError` into a 413 in its own error form.
  */
+import { concatBytes } from "../util/bytes";
+
 export class BodyTooLargeError extends Error {
   readonly limit: number;
   constructor(limit: number) {
@@ -18,15 +20,18 @@ export function describeLimit(bytes: number): string {
   return bytes >= 1024 * 1024 && bytes % (1024 * 1024) === 0 ? `${bytes / 1024 / 1024} MiB` : `${Math.round(bytes / 1024)} KiB`;
 }
 
-/** The body's bytes, or throws `BodyTooLargeError` having read at most `limit` + one chunk. */
-export async function readBodyLimited(req: Request, limit: number): Promise<Uint8Array> {
-  const declared = req.headers.get("content-length");
+/**
+ * The bytes of a request's or response's body, or throws `BodyTooLargeError` having read
+ * at most `limit` + one chunk (a declared Content-Length over the limit reads nothing).
+ */
+export async function readBodyLimited(message: Request | Response, limit: number): Promise<Uint8Array> {
+  const declared = message.headers.get("content-length");
   if (declared !== null && /^\d+$/.test(declared.trim()) && Number(declared) > limit) {
-    await req.body?.cancel().catch(() => undefined);
+    await message.body?.cancel().catch(() => undefined);
     throw new BodyTooLargeError(limit);
   }
-  if (req.body === null) return new Uint8Array(0);
-  const reader = req.body.getReader();
+  if (message.body === null) return new Uint8Array(0);
+  const reader = message.body.getReader();
   const chunks: Uint8Array[] = [];
   let total = 0;
   for (;;) {
@@ -39,14 +44,7 @@ export async function readBodyLimited(req: Request, limit: number): Promise<Uint
     }
     chunks.push(value);
   }
-  if (chunks.length === 1) return chunks[0]!;
-  const out = new Uint8Array(total);
-  let at = 0;
-  for (const c of chunks) {
-    out.set(c, at);
-    at += c.byteLength;
-  }
-  return out;
+  return concatBytes(chunks, total);
 }
 
 /** The body as UTF-8 text, with the same limit. */
