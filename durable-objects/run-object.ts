@@ -445,12 +445,16 @@ export class RunObject extends DurableObject<Env> implements RunRpc {
       return false;
     }
     // Record only what was written: the run may have settled while the write was out.
+    // On the common path (first attempt) this stays in memory: a storage write after the
+    // D1 round trip is a commit of its own, which measurably slowed every run; a record
+    // that still says "none"/"row" after a restart only means an idempotent rewrite.
+    const recovered = run.d1Failures > 0 || run.d1RetryAt !== null;
     if (final) run.d1 = "final";
     else if (run.d1 === "none") run.d1 = "row";
     run.d1Failures = 0;
     run.d1RetryAt = null;
-    this.save();
-    this.armAlarm();
+    if (recovered) this.save();
+    if (final || recovered) this.armAlarm();
     return true;
   }
 
