@@ -5,9 +5,14 @@
 //   (b) SendMessage end to end with the offline model: runs/s and latency (each call makes
 //       a run Durable Object, a D1 row, a queue hop to the executor and back), next to
 //       Cloudflare's Agents SDK creating one agent per request (bench/agents-sdk) on the
-//       same wrangler, as a ratio;
+//       same wrangler, as a ratio, and next to the floor of this design on this runtime
+//       (bench/floor: a bare Worker whose request makes a new SQLite-backed Durable Object
+//       that does one queue round trip), as send_vs_floor;
 //   (c) repository sync of a 500-agent git repository from a local git http-backend:
-//       first sync, unchanged resync, one changed file, and the cost per file.
+//       first sync, unchanged resync, one changed file, and the cost per file;
+//   (d) orchestration: 10 bare queue round trips in sequence through one new Durable Object
+//       per request (bench/floor `/chain/`), the baseline for Shaman's 10-step chain
+//       (issue 9 benchmark (a), chain_ratio; plug Shaman's load in at `shamanChainLoad`).
 import autocannon from "autocannon";
 import { rmSync } from "node:fs";
 import { join } from "node:path";
@@ -16,6 +21,8 @@ import { ROOT, freePort, http, migrateLocal, seedDemo, startDemoGit, startWrangl
 const DURATION = Number(process.env.BENCH_SECONDS ?? 5);
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 50);
 const SEND_CONNECTIONS = Number(process.env.BENCH_SEND_CONNECTIONS ?? 20);
+const CHAIN_CONNECTIONS = Number(process.env.BENCH_CHAIN_CONNECTIONS ?? SEND_CONNECTIONS);
+const CHAIN_STEPS = 10;
 
 function load({ port, path, host, method = "GET", body, headers = {}, connections = CONNECTIONS, duration = DURATION }) {
   return new Promise((resolve, reject) => {
@@ -27,6 +34,24 @@ function load({ port, path, host, method = "GET", body, headers = {}, connection
         method,
         headers: { host: `${host}:${port}`, ...(body ? { "content-type": "application/json" } : {}), ...headers },
         ...(body ? { body: JSON.stringify(body) } : {}),
+      },
+      (err, result) => (err ? reject(err) : resolve(result)),
+    );
+  });
+}
+
+/** Load where every request names a new Durable Object (`${prefix}${fresh name}${suffix}`), as a per-run design makes one per run. */
+let freshSeq = 0;
+function freshLoad({ port, prefix, suffix = "", method = "GET", body, connections = SEND_CONNECTIONS, duration = DURATION }) {
+  return new Promise((resolve, reject) => {
+    autocannon(
+      {
+        url: `http://127.0.0.1:${port}${prefix}x${suffix}`,
+        connections,
+        duration,
+        method,
+        ...(body ? { body } : {}),
+        requests: [{ setupRequest: (req) => ({ ...req, path: `${prefix}run-${Date.now()}-${freshSeq++}${suffix}` }) }],
       },
       (err, result) => (err ? reject(err) : resolve(result)),
     );
@@ -46,6 +71,8 @@ async function main() {
   const hello = await startWrangler({ port: helloPort, config: "bench/hello/wrangler.toml", persistTo: join(persistTo, "hello") });
   const sdkPort = await freePort();
   const sdk = await startWrangler({ port: sdkPort, config: "bench/agents-sdk/wrangler.toml", persistTo: join(persistTo, "agents-sdk") });
+  const floorPort = await freePort();
+  const floor = await startWrangler({ port: floorPort, config: "bench/floor/wrangler.toml", persistTo: join(persistTo, "floor") });
   const { git, url: repoUrl } = await startDemoGit();
   try {
     // Limits far above what the bench sends: the limiter still runs on every request.
@@ -90,46 +117,105 @@ async function main() {
     };
     const probe = await http({ ...send, body: send.body });
     if (probe.json?.result?.task?.status?.state !== "TASK_STATE_COMPLETED") throw new Error(`SendMessage did not complete: ${probe.text}`);
-    let agentSeq = 0;
+    // a new agent (a new Durable Object) per request, as a per-run design needs
     const sdkLoad = (duration = DURATION) =>
-      new Promise((resolve, reject) => {
-        autocannon(
-          {
-            url: `http://127.0.0.1:${sdkPort}/agents/bench-agent/x`,
-            connections: SEND_CONNECTIONS,
-            duration,
-            method: "POST",
-            body: "Benchmark the platform, please.",
-            // a new agent (a new Durable Object) per request, as a per-run design needs
-            requests: [{ setupRequest: (req) => ({ ...req, path: `/agents/bench-agent/run-${Date.now()}-${agentSeq++}` }) }],
-          },
-          (err, result) => (err ? reject(err) : resolve(result)),
-        );
-      });
+      freshLoad({ port: sdkPort, prefix: "/agents/bench-agent/", method: "POST", body: "Benchmark the platform, please.", duration });
+    // the floor of this design: a new SQLite-backed object per request, one queue round trip
+    const floorLoad = (duration = DURATION) => freshLoad({ port: floorPort, prefix: "/floor/", duration });
+    const floorProbe = await http({ port: floorPort, path: "/floor/probe" });
+    if (floorProbe.json?.hops !== 1) throw new Error(`floor answered ${floorProbe.status}: ${floorProbe.text}`);
     await load({ ...send, duration: 1 });
     await sdkLoad(1);
+    await floorLoad(1);
     const sendRounds = [];
     const sdkRounds = [];
+    const floorRounds = [];
     for (let i = 0; i < 2; i++) {
       sendRounds.push(await load(send));
       sdkRounds.push(await sdkLoad());
+      floorRounds.push(await floorLoad());
     }
     sendRounds.forEach((r, i) => console.log(`  Shaman SendMessage        round ${i + 1}: ${summary(r)}`));
     sdkRounds.forEach((r, i) => console.log(`  Agents SDK, agent/request round ${i + 1}: ${summary(r)}`));
+    floorRounds.forEach((r, i) => console.log(`  floor: new DO + queue hop round ${i + 1}: ${summary(r)}`));
     const sendRps = mean(sendRounds);
     const sdkRps = mean(sdkRounds);
-    const p50 = sendRounds.reduce((s, r) => s + r.latency.p50, 0) / sendRounds.length;
-    const errors = sendRounds.reduce((s, r) => s + r.non2xx + r.errors + r.timeouts, 0);
+    const floorRps = mean(floorRounds);
+    const meanP50 = (rs) => rs.reduce((s, r) => s + r.latency.p50, 0) / rs.length;
+    const failures = (rs) => rs.reduce((s, r) => s + r.non2xx + r.errors + r.timeouts, 0);
+    const p50 = meanP50(sendRounds);
+    const errors = failures(sendRounds);
     console.log(`  → ${fmt(sendRps, 1)} runs/s, median latency ${fmt(p50, 1)} ms; ${fmt(sendRps / sdkRps, 2)}× the Agents SDK (${fmt(sdkRps, 1)} req/s)`);
+    console.log(`  → ${fmt(sendRps / floorRps, 2)}× the floor of this design (${fmt(floorRps, 1)} req/s, p50 ${fmt(meanP50(floorRounds), 1)} ms; target ≥ 0.7×)`);
 
     const s = await syncBench(shamanPort, git.url, auth);
+    const c = await chainBench(floorPort, { meanP50, failures, shaman: { port: shamanPort, auth } });
     console.log(
       `\nRESULT gateway_ratio=${fmt(ratio, 2)} hello_rps=${fmt(mean(helloRounds))} card_rps=${fmt(mean(cardRounds))} send_rps=${fmt(sendRps, 1)} send_p50_ms=${fmt(p50, 1)} send_errors=${errors} agents_sdk_rps=${fmt(sdkRps, 1)} send_vs_agents_sdk=${fmt(sendRps / sdkRps, 2)} ` +
-        `sync_agents=${SYNC_AGENTS} sync_first_ms=${fmt(s.first)} sync_unchanged_ms=${fmt(s.unchanged)} sync_one_change_ms=${fmt(s.oneChange)} sync_ms_per_file=${fmt(s.first / SYNC_AGENTS, 2)}`,
+        `floor_rps=${fmt(floorRps, 1)} floor_p50_ms=${fmt(meanP50(floorRounds), 1)} send_vs_floor=${fmt(sendRps / floorRps, 2)} ` +
+        `sync_agents=${SYNC_AGENTS} sync_first_ms=${fmt(s.first)} sync_unchanged_ms=${fmt(s.unchanged)} sync_one_change_ms=${fmt(s.oneChange)} sync_ms_per_file=${fmt(s.first / SYNC_AGENTS, 2)} ` +
+        `chain_steps=${CHAIN_STEPS} chain_baseline_ms=${fmt(c.baselineP50, 1)} chain_baseline_rps=${fmt(c.baselineRps, 1)} chain_baseline_1c_ms=${fmt(c.baselineP50One, 1)} baseline_errors=${failures(floorRounds) + c.baselineErrors}` +
+        (c.shaman ? ` shaman_chain_ms=${fmt(c.shaman.p50, 1)} shaman_chain_rps=${fmt(c.shaman.rps, 1)} chain_ratio=${fmt(c.shaman.p50 / c.baselineP50, 2)} chain_ratio_1c=${fmt(c.shaman.p50One / c.baselineP50One, 2)}` : ""),
     );
   } finally {
-    await Promise.all([shaman.stop(), hello.stop(), sdk.stop(), git.close()]);
+    await Promise.all([shaman.stop(), hello.stop(), sdk.stop(), floor.stop(), git.close()]);
   }
+}
+
+/**
+ * Shaman's 10-step sequential chain with the offline model (issue 9, benchmark (a)) plugs in
+ * HERE: a function `({ port, auth, connections, duration }) => Promise<autocannon result>`
+ * (`port`: Shaman's, `auth`: the API key header) that makes one CHAIN_STEPS-step chain per
+ * request and answers when it has finished, e.g. `load({ port, host: "acme.localhost",
+ * path: "/a2a/agents/<chain agent>", method: "POST", headers: { "a2a-version": "1.0", ...auth },
+ * body: <a blocking SendMessage>, connections, duration })`. While it is null only the
+ * baseline is measured; once set, its rounds alternate with the baseline's and the bench
+ * prints chain_ratio = Shaman's p50 ÷ the baseline's p50 (target ≤ 1.5×) at
+ * CHAIN_CONNECTIONS, and chain_ratio_1c alone.
+ */
+const shamanChainLoad = null;
+
+/**
+ * (d) CHAIN_STEPS bare queue round trips in sequence through one new Durable Object per
+ * request (bench/floor `/chain/`: the object sends a message, the consumer calls it back,
+ * the object sends the next): what a sequential chain costs on this runtime with no
+ * orchestration at all. Loaded (CHAIN_CONNECTIONS, 2 rounds) and unloaded (1 connection).
+ */
+async function chainBench(floorPort, { meanP50, failures, shaman: target }) {
+  console.log(`\n(d) ${CHAIN_STEPS}-step sequential chain baseline: ${CHAIN_STEPS} bare queue round trips through one new Durable Object per request`);
+  const chainLoad = (connections, duration = DURATION) =>
+    freshLoad({ port: floorPort, prefix: "/chain/", suffix: `?hops=${CHAIN_STEPS}`, connections, duration });
+  const probe = await http({ port: floorPort, path: `/chain/probe?hops=${CHAIN_STEPS}` });
+  if (probe.json?.hops !== CHAIN_STEPS) throw new Error(`chain baseline answered ${probe.status}: ${probe.text}`);
+  await chainLoad(CHAIN_CONNECTIONS, 1);
+  const shamanLoad = shamanChainLoad && ((connections, duration = DURATION) => shamanChainLoad({ ...target, connections, duration }));
+  if (shamanLoad) await shamanLoad(CHAIN_CONNECTIONS, 1);
+  const baseline = [];
+  const shaman = [];
+  for (let i = 0; i < 2; i++) {
+    baseline.push(await chainLoad(CHAIN_CONNECTIONS));
+    if (shamanLoad) shaman.push(await shamanLoad(CHAIN_CONNECTIONS));
+  }
+  const one = await chainLoad(1);
+  const oneShaman = shamanLoad ? await shamanLoad(1) : null;
+  baseline.forEach((r, i) => console.log(`  bare queue chain, ${CHAIN_CONNECTIONS} conn. round ${i + 1}: ${summary(r)}`));
+  console.log(`  bare queue chain, 1 connection:    ${summary(one)}`);
+  shaman.forEach((r, i) => console.log(`  Shaman chain, ${CHAIN_CONNECTIONS} conn.     round ${i + 1}: ${summary(r)}`));
+  if (oneShaman) console.log(`  Shaman chain, 1 connection:        ${summary(oneShaman)}`);
+  const mean = (rs) => rs.reduce((s, r) => s + r.requests.average, 0) / rs.length;
+  const r = {
+    baselineP50: meanP50(baseline),
+    baselineRps: mean(baseline),
+    baselineP50One: one.latency.p50,
+    baselineErrors: failures([...baseline, one]),
+    shaman: shamanLoad ? { p50: meanP50(shaman), rps: mean(shaman), p50One: oneShaman.latency.p50 } : null,
+  };
+  console.log(
+    `  → baseline p50 ${fmt(r.baselineP50, 1)} ms (${fmt(r.baselineRps, 1)} req/s) at ${CHAIN_CONNECTIONS} connections, ` +
+      `${fmt(r.baselineP50One, 1)} ms alone (${fmt(r.baselineP50One / CHAIN_STEPS, 1)} ms per round trip)`,
+  );
+  if (r.shaman) console.log(`  → chain_ratio ${fmt(r.shaman.p50 / r.baselineP50, 2)}× (alone ${fmt(r.shaman.p50One / r.baselineP50One, 2)}×; target ≤ 1.5×)`);
+  return r;
 }
 
 const SYNC_AGENTS = Number(process.env.BENCH_SYNC_AGENTS ?? 500);
