@@ -54,6 +54,7 @@ const json = (v: unknown) => JSON.stringify(v);
 
 const ROUTES: RouteCase[] = [
   { method: "GET", pattern: "/healthz", kind: "public" },
+  { method: "GET", pattern: "/.well-known/jwks.json", kind: "public" },
   { method: "POST", pattern: "/_dev/seed", kind: "public" },
   { method: "POST", pattern: "/_admin/bootstrap", kind: "public" },
   {

@@ -31,3 +31,8 @@ interface Env {
   /** Enables POST /_admin/bootstrap for callers presenting it as a Bearer token. Secret. */
   SHAMAN_BOOTSTRAP_TOKEN?: string;
 }
+
+interface Env {
+  /** JWK set of private signing keys for internal tokens (`npm run jwks`); the first signs, all verify. Secret; required in production. */
+  SHAMAN_JWKS?: string;
+}

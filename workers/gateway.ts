@@ -11,6 +11,7 @@ import { devRoutes } from "../src/dev/seed";
 import { AppError, problemResponse } from "../src/errors";
 import type { AppEnv } from "../src/http/app-env";
 import { resolveOrg } from "../src/http/org";
+import { jwksRoutes } from "../src/http/jwks";
 import { clientRateLimit, rateLimit } from "../src/http/rate-limit";
 import { runRoutes } from "../src/runs/routes";
 import { apiKeyRoutes } from "../src/api/api-keys";
@@ -65,6 +66,7 @@ export function createApp(): Hono<AppEnv> {
   app.notFound((c) => problemResponse(new AppError("NOT_FOUND", "Not found"), c.get("requestId") ?? ""));
 
   app.get("/healthz", (c) => c.json({ ok: true }));
+  app.route("/", jwksRoutes);
   app.route("/_dev", devRoutes);
   app.route("/_admin", adminRoutes);
 
