@@ -2,27 +2,87 @@
  * Shaman's built-in offline model: deterministic, no network, no account. It stands in
  * for a real model when none is configured, so the demo and the tests run anywhere. Its
  * answers say what it is, so nobody mistakes them for an LLM's.
+ *
+ * Every answer is a pure function of the call (prompt, offered tools, model id); tool-call
+ * ids are `offline-<turn>-<n>` (turn = assistant messages so far), so a redelivered turn
+ * gets the same answer.
+ *
+ * ## Without tools
+ * A text answer: `[shaman-offline/<name>] Deterministic offline answer: …`, the first
+ * sentence of the instructions and the request (see `offlineAnswer`).
+ *
+ * ## With platform tools (the issue 9 contract), one decision per turn, in this order
+ * 1. **Call agents.** `call_agent` is offered, its description lists agents ("Agents you
+ *    may call:" then one "- `Name`: …" line each) and no `call_agent` call is in the
+ *    conversation yet: one `call_agent` per listed agent, all in this one response (so
+ *    they run in parallel), `input` = the request (the first user message's text).
+ * 2. **Ask for approval.** The approval rule below says so, `request_user_input` is
+ *    offered and not called yet: `request_user_input { inputType: "approval", prompt }`,
+ *    the prompt naming what is to be approved and why.
+ * 3. **Complete.** The conversation holds tool results: `complete_agent_execution` (when
+ *    offered; else the same report as text) with
+ *    - `result`: a report naming each called agent with its status and quoting its result
+ *      (each quote cut at 1,000 characters), and the approval's outcome;
+ *    - `status`: FAILED when the approval was rejected (or could not be had); else FAILED
+ *      when every called agent failed, PARTIAL when some did, SUCCESS otherwise;
+ *    - `summary`: one line saying the same.
+ * 4. Otherwise (tools offered but nothing to call or ask, `toolChoice: none`): the text
+ *    answer above, which a turn loop takes as a SUCCESS.
+ *
+ * ## The approval rule
+ * A line (of the system prompt or of the request) *asks for approval* when it holds a word
+ * starting with "approv" and one of the words ask, request, require, need, must, get,
+ * obtain, seek, with no negation before the "approv" word (never, not, don't, no,
+ * without). Approval is needed when such a line exists and:
+ * - it names no threshold: always; or
+ * - it names one ("above", "over", "exceeding", "exceeds", "more than" or "greater than",
+ *   then an amount, optionally with a currency code or sign before or after it, e.g.
+ *   "Ask a person to approve invoices above 1,000 EUR"), and the request's total is
+ *   greater than it. The request's total is the first amount after the last whole word
+ *   "total" in the request (e.g. "Total: EUR 1,250.00", `"total": 1250`), within 24
+ *   characters on the same line; commas are thousands separators. A request with no
+ *   total needs no approval. Currencies are shown, not converted or compared.
+ * An approval answer ("approved" / "rejected", see the contract) counts as approved when
+ * it starts with "approve", "yes" or "ok"; anything else, or an error result, is a
+ * rejection.
+ *
+ * ## Time and usage
+ * `offline:<name>@<N>ms` answers every call after N milliseconds (at most 600,000; the
+ * call's abort signal cuts the wait short), for benchmarks that need a model taking time.
+ * Usage is an estimate: input tokens = characters of the prompt and tools / 4, output
+ * tokens = characters of the answer (text and tool-call inputs) / 4, rounded up.
  */
 import type {
+  JSONValue,
   LanguageModelV4,
   LanguageModelV4CallOptions,
+  LanguageModelV4Content,
+  LanguageModelV4FunctionTool,
   LanguageModelV4GenerateResult,
   LanguageModelV4Prompt,
   LanguageModelV4StreamPart,
+  LanguageModelV4ToolResultOutput,
   ProviderV4,
 } from "@ai-sdk/provider";
 import { NoSuchModelError } from "@ai-sdk/provider";
 
 export const OFFLINE_PROVIDER = "shaman-offline";
+/** The longest `@<N>ms` delay honoured. */
+export const OFFLINE_MAX_DELAY_MS = 600_000;
+
+const userText = (m: LanguageModelV4Prompt[number] | undefined) =>
+  m?.role === "user" ? m.content.map((p) => (p.type === "text" ? p.text : "")).join("").trim() : "";
 
 function lastUserText(prompt: LanguageModelV4Prompt): string {
   for (let i = prompt.length - 1; i >= 0; i--) {
-    const m = prompt[i];
-    if (m?.role === "user") {
-      return m.content.map((p) => (p.type === "text" ? p.text : "")).join("").trim();
-    }
+    if (prompt[i]?.role === "user") return userText(prompt[i]);
   }
   return "";
+}
+
+/** The step's request: the first user message (the input a step was started with). */
+function requestText(prompt: LanguageModelV4Prompt): string {
+  return userText(prompt.find((m) => m.role === "user"));
 }
 
 function systemText(prompt: LanguageModelV4Prompt): string {
@@ -39,8 +99,16 @@ const firstSentence = (s: string) => {
   const m = /^(.{1,200}?[.!?])(\s|$)/.exec(line);
   return (m?.[1] ?? line.slice(0, 200)).trim();
 };
+const clip = (s: string, n: number) => (s.length > n ? `${s.slice(0, n)}…` : s);
 
-/** The deterministic answer for a prompt: a pure function of the prompt's text. */
+/** `name@500ms` → name and delay; anything else is a plain name. */
+export function parseOfflineModelId(modelId: string): { name: string; delayMs: number } {
+  const m = /^(.*)@(\d+)ms$/.exec(modelId);
+  if (!m) return { name: modelId || "default", delayMs: 0 };
+  return { name: m[1] || "default", delayMs: Math.min(Number(m[2]), OFFLINE_MAX_DELAY_MS) };
+}
+
+/** The deterministic text answer for a prompt: a pure function of the prompt's text. */
 export function offlineAnswer(modelId: string, prompt: LanguageModelV4Prompt): string {
   const user = lastUserText(prompt);
   const system = systemText(prompt);
@@ -52,42 +120,330 @@ export function offlineAnswer(modelId: string, prompt: LanguageModelV4Prompt): s
   return lines.join("\n");
 }
 
-function usage(prompt: LanguageModelV4Prompt, text: string) {
-  const input = words(JSON.stringify(prompt));
-  const output = words(text);
+// ---- the approval rule ------------------------------------------------------------------
+
+const AMOUNT = String.raw`(\d[\d,]*(?:\.\d+)?)`;
+const toNumber = (s: string) => Number(s.replace(/,/g, ""));
+
+export interface ApprovalRule {
+  /** The line that asks for approval, as written. */
+  line: string;
+  threshold?: { amount: number; currency?: string };
+}
+
+/** The first line of `text` that asks for approval (see the module header), if any. */
+export function approvalRuleIn(text: string): ApprovalRule | undefined {
+  for (const raw of text.split("\n")) {
+    const line = raw.trim();
+    const lower = line.toLowerCase();
+    const at = lower.search(/\bapprov/);
+    if (at < 0) continue;
+    if (!/\b(ask|asks|request|requests|require|requires|required|need|needs|needed|must|get|obtain|seek)\b/.test(lower)) continue;
+    if (/\b(never|not|don't|do not|no|without)\b/.test(lower.slice(0, at))) continue;
+    // The first threshold word followed by an amount ("look over the invoice" is none).
+    for (const kw of lower.matchAll(/\b(above|over|exceeding|exceeds|more than|greater than)\s+/g)) {
+      const rest = line.slice(kw.index + kw[0].length);
+      const m = new RegExp(String.raw`^(?:([A-Z]{3})\s?|([$€£¥])\s?)?${AMOUNT}(?:\s?([A-Z]{3})\b)?`).exec(rest);
+      if (m?.[3]) {
+        const currency = m[1] ?? m[2] ?? m[4];
+        return { line, threshold: { amount: toNumber(m[3]), ...(currency ? { currency } : {}) } };
+      }
+    }
+    return { line };
+  }
+  return undefined;
+}
+
+/** The request's total: the first amount after the last whole word "total" (same line, ≤ 24 chars). */
+export function requestTotal(request: string): number | undefined {
+  let total: number | undefined;
+  for (const m of request.matchAll(new RegExp(String.raw`\btotal\b[^\d\n]{0,24}?${AMOUNT}`, "gi"))) {
+    if (m[1]) total = toNumber(m[1]);
+  }
+  return total;
+}
+
+export interface ApprovalDecision {
+  rule: ApprovalRule;
+  total?: number;
+}
+
+/** Whether this step must ask a person to approve, by the rule in the module header. */
+export function approvalNeeded(system: string, request: string): ApprovalDecision | undefined {
+  const rule = approvalRuleIn(system) ?? approvalRuleIn(request);
+  if (!rule) return undefined;
+  if (!rule.threshold) return { rule };
+  const total = requestTotal(request);
+  if (total === undefined || !(total > rule.threshold.amount)) return undefined;
+  return { rule, total };
+}
+
+// ---- reading the conversation ------------------------------------------------------------
+
+/** Agents listed in a `call_agent` description ("Agents you may call:" then "- `Name`: …"). */
+export function listedAgents(description: string | undefined): string[] {
+  if (!description) return [];
+  const at = description.indexOf("Agents you may call:");
+  if (at < 0) return [];
+  const names: string[] = [];
+  for (const line of description.slice(at).split("\n")) {
+    const m = /^\s*- `([^`]+)`/.exec(line);
+    if (m?.[1] && !names.includes(m[1])) names.push(m[1]);
+  }
+  return names;
+}
+
+interface Exchange {
+  toolName: string;
+  input: unknown;
+  output?: LanguageModelV4ToolResultOutput;
+}
+
+function exchanges(prompt: LanguageModelV4Prompt): Exchange[] {
+  const byId = new Map<string, Exchange>();
+  const order: Exchange[] = [];
+  for (const m of prompt) {
+    if (m.role === "assistant") {
+      for (const p of m.content) {
+        if (p.type !== "tool-call") continue;
+        const e: Exchange = { toolName: p.toolName, input: p.input };
+        byId.set(p.toolCallId, e);
+        order.push(e);
+      }
+    }
+    if (m.role === "assistant" || m.role === "tool") {
+      for (const p of m.content) {
+        if (p.type !== "tool-result") continue;
+        const e = byId.get(p.toolCallId);
+        if (e) e.output = p.output;
+        else order.push({ toolName: p.toolName, input: undefined, output: p.output });
+      }
+    }
+  }
+  return order;
+}
+
+/** A tool result as a value: JSON as is, text parsed as JSON when it is JSON. */
+function outputValue(output: LanguageModelV4ToolResultOutput | undefined): { error: boolean; value: JSONValue | undefined } {
+  if (!output) return { error: true, value: "no result" };
+  switch (output.type) {
+    case "json":
+      return { error: false, value: output.value };
+    case "error-json":
+      return { error: true, value: output.value };
+    case "text":
+    case "error-text": {
+      let value: JSONValue = output.value;
+      try {
+        value = JSON.parse(output.value) as JSONValue;
+      } catch {
+        /* plain text */
+      }
+      return { error: output.type === "error-text", value };
+    }
+    case "execution-denied":
+      return { error: true, value: output.reason ?? "execution denied" };
+    case "content":
+      return { error: false, value: output.value.map((p) => (p.type === "text" ? p.text : "")).join("") };
+  }
+}
+
+const field = (v: JSONValue | undefined, key: string): JSONValue | undefined =>
+  v && typeof v === "object" && !Array.isArray(v) ? (v as Record<string, JSONValue | undefined>)[key] : undefined;
+const asText = (v: JSONValue | undefined): string => (typeof v === "string" ? v : v === undefined ? "" : JSON.stringify(v));
+
+interface AgentOutcome {
+  agent: string;
+  status: "SUCCESS" | "PARTIAL" | "FAILED";
+  text: string;
+}
+
+function agentOutcome(e: Exchange): AgentOutcome {
+  const requested = asText(field(e.input as JSONValue, "agent")) || "agent";
+  const { error, value } = outputValue(e.output);
+  const agent = asText(field(value, "agent")) || requested;
+  if (error) return { agent, status: "FAILED", text: asText(value) };
+  const status = field(value, "status");
+  const result = field(value, "result");
+  return {
+    agent,
+    status: status === "FAILED" || status === "PARTIAL" ? status : "SUCCESS",
+    text: result !== undefined ? asText(result) : asText(value),
+  };
+}
+
+function approvalOutcome(e: Exchange): { approved: boolean; answer: string; comment?: string } {
+  const { error, value } = outputValue(e.output);
+  if (error) return { approved: false, answer: `could not be had (${clip(asText(value), 200)})` };
+  const answer = (field(value, "answer") !== undefined ? asText(field(value, "answer")) : asText(value)).trim();
+  const comment = field(value, "comment");
+  return {
+    approved: /^(approve|yes\b|ok\b)/i.test(answer),
+    answer: answer || "(empty)",
+    ...(comment !== undefined && comment !== null && asText(comment) ? { comment: asText(comment) } : {}),
+  };
+}
+
+// ---- one turn ----------------------------------------------------------------------------
+
+export type OfflineTurn =
+  | { kind: "text"; text: string }
+  | { kind: "tools"; calls: Array<{ toolCallId: string; toolName: string; input: Record<string, unknown> }> };
+
+function approvalPrompt(request: string, d: ApprovalDecision): string {
+  const what = `Approve this request? ${clip(firstSentence(request) || "(empty request)", 200)}`;
+  const t = d.rule.threshold;
+  if (t && d.total !== undefined) {
+    const cur = t.currency ? ` ${t.currency}` : "";
+    return `${what}\nIts total ${d.total}${cur} is above the approval threshold of ${t.amount}${cur} ("${clip(d.rule.line, 200)}").`;
+  }
+  return `${what}\nThe instructions ask for approval: "${clip(d.rule.line, 200)}".`;
+}
+
+/** What the offline model answers to one call: a pure function of the call. */
+export function offlineTurn(modelId: string, options: Pick<LanguageModelV4CallOptions, "prompt" | "tools" | "toolChoice">): OfflineTurn {
+  const { name } = parseOfflineModelId(modelId);
+  const prompt = options.prompt;
+  const text = (): OfflineTurn => ({ kind: "text", text: offlineAnswer(name, prompt) });
+  if (options.toolChoice?.type === "none") return text();
+  const tools = new Map<string, LanguageModelV4FunctionTool>();
+  for (const t of options.tools ?? []) if (t.type === "function") tools.set(t.name, t);
+  if (tools.size === 0) return text();
+
+  const turn = prompt.filter((m) => m.role === "assistant").length;
+  const id = (n: number) => `offline-${turn}-${n}`;
+  const request = requestText(prompt);
+  const done = exchanges(prompt);
+
+  // 1. Call every listed agent, in parallel, once.
+  const agents = listedAgents(tools.get("call_agent")?.description);
+  if (agents.length > 0 && !done.some((e) => e.toolName === "call_agent")) {
+    return { kind: "tools", calls: agents.map((agent, n) => ({ toolCallId: id(n), toolName: "call_agent", input: { agent, input: request } })) };
+  }
+
+  // 2. Ask for approval when the rule says so.
+  const approval = approvalNeeded(systemText(prompt), request);
+  const asked = done.filter((e) => e.toolName === "request_user_input");
+  if (approval && tools.has("request_user_input") && asked.length === 0) {
+    return { kind: "tools", calls: [{ toolCallId: id(0), toolName: "request_user_input", input: { prompt: approvalPrompt(request, approval), inputType: "approval" } }] };
+  }
+
+  // 3. Complete from the tool results.
+  const answered = done.filter((e) => e.output !== undefined);
+  if (answered.length === 0) return text();
+  const outcomes = done.filter((e) => e.toolName === "call_agent").map(agentOutcome);
+  const decision = asked.length > 0 ? approvalOutcome(asked[asked.length - 1]!) : undefined;
+  const failed = outcomes.filter((o) => o.status === "FAILED").length;
+  const partial = outcomes.filter((o) => o.status === "PARTIAL").length;
+  let status: "SUCCESS" | "PARTIAL" | "FAILED" = "SUCCESS";
+  if (outcomes.length > 0 && failed === outcomes.length) status = "FAILED";
+  else if (failed + partial > 0) status = "PARTIAL";
+  if (decision && !decision.approved) status = "FAILED";
+
+  const lines = [`[${OFFLINE_PROVIDER}/${name}] Report on: ${clip(firstSentence(request) || "(empty request)", 200)}`];
+  if (outcomes.length > 0) {
+    lines.push(`Agents called: ${outcomes.length}`);
+    for (const o of outcomes) lines.push(`- ${o.agent} (${o.status}): ${clip(o.text, 1000) || "(no result)"}`);
+  }
+  if (decision) lines.push(`Approval: ${decision.answer}${decision.comment ? ` (comment: ${clip(decision.comment, 500)})` : ""}`);
+
+  const parts: string[] = [];
+  if (outcomes.length > 0) {
+    parts.push(
+      failed + partial === 0
+        ? `${outcomes.length} agent${outcomes.length === 1 ? "" : "s"} succeeded`
+        : `${outcomes.length - failed - partial} of ${outcomes.length} agents succeeded` +
+            (failed ? `, ${failed} failed (${outcomes.filter((o) => o.status === "FAILED").map((o) => o.agent).join(", ")})` : "") +
+            (partial ? `, ${partial} partial` : ""),
+    );
+  }
+  if (decision) parts.push(decision.approved ? "approved by a person" : `not approved: ${clip(decision.answer, 100)}${decision.comment ? ` (${clip(decision.comment, 200)})` : ""}`);
+  const summary = parts.length > 0 ? `${status}: ${parts.join("; ")}` : `${status}: ${answered.length} tool result${answered.length === 1 ? "" : "s"}`;
+  const result = lines.join("\n");
+
+  if (!tools.has("complete_agent_execution")) return { kind: "text", text: `${result}\n${summary}` };
+  return { kind: "tools", calls: [{ toolCallId: id(0), toolName: "complete_agent_execution", input: { result, status, summary } }] };
+}
+
+// ---- the model ---------------------------------------------------------------------------
+
+const estimate = (chars: number) => Math.ceil(chars / 4);
+
+function usage(options: LanguageModelV4CallOptions, turn: OfflineTurn) {
+  const input = estimate(JSON.stringify(options.prompt).length + (options.tools ? JSON.stringify(options.tools).length : 0));
+  const outChars = turn.kind === "text" ? turn.text.length : turn.calls.reduce((n, c) => n + c.toolName.length + JSON.stringify(c.input).length, 0);
+  const output = estimate(outChars);
   return {
     inputTokens: { total: input, noCache: input, cacheRead: 0, cacheWrite: 0 },
-    outputTokens: { total: output, text: output, reasoning: 0 },
+    outputTokens: { total: output, text: turn.kind === "text" ? output : 0, reasoning: 0 },
   };
+}
+
+const finishReason = (turn: OfflineTurn) =>
+  turn.kind === "tools" ? { unified: "tool-calls" as const, raw: "tool_calls" } : { unified: "stop" as const, raw: "stop" };
+
+function sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
+  if (ms <= 0) return Promise.resolve();
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted) return reject(signal.reason ?? new Error("aborted"));
+    const onAbort = () => {
+      clearTimeout(timer);
+      reject(signal?.reason ?? new Error("aborted"));
+    };
+    const timer = setTimeout(() => {
+      signal?.removeEventListener("abort", onAbort);
+      resolve();
+    }, ms);
+    signal?.addEventListener("abort", onAbort, { once: true });
+  });
 }
 
 export class OfflineLanguageModel implements LanguageModelV4 {
   readonly specificationVersion = "v4" as const;
   readonly provider = OFFLINE_PROVIDER;
   readonly supportedUrls = {};
-  constructor(readonly modelId: string) {}
+  /** Milliseconds every call waits before answering (`<name>@<N>ms`). */
+  readonly delayMs: number;
+  constructor(readonly modelId: string) {
+    this.delayMs = parseOfflineModelId(modelId).delayMs;
+  }
 
   async doGenerate(options: LanguageModelV4CallOptions): Promise<LanguageModelV4GenerateResult> {
-    const text = offlineAnswer(this.modelId, options.prompt);
+    await sleep(this.delayMs, options.abortSignal);
+    const turn = offlineTurn(this.modelId, options);
+    const content: LanguageModelV4Content[] =
+      turn.kind === "text"
+        ? [{ type: "text", text: turn.text }]
+        : turn.calls.map((c) => ({ type: "tool-call", toolCallId: c.toolCallId, toolName: c.toolName, input: JSON.stringify(c.input) }));
     return {
-      content: [{ type: "text", text }],
-      finishReason: { unified: "stop", raw: "stop" },
-      usage: usage(options.prompt, text),
+      content,
+      finishReason: finishReason(turn),
+      usage: usage(options, turn),
       response: { id: `offline-${crypto.randomUUID()}`, modelId: this.modelId, timestamp: new Date() },
       warnings: [],
     };
   }
 
   async doStream(options: LanguageModelV4CallOptions) {
-    const text = offlineAnswer(this.modelId, options.prompt);
-    const chunks = text.split(/(?<=\n)/);
+    await sleep(this.delayMs, options.abortSignal);
+    const turn = offlineTurn(this.modelId, options);
     const stream = new ReadableStream<LanguageModelV4StreamPart>({
       start(controller) {
         controller.enqueue({ type: "stream-start", warnings: [] });
-        controller.enqueue({ type: "text-start", id: "t0" });
-        for (const delta of chunks) controller.enqueue({ type: "text-delta", id: "t0", delta });
-        controller.enqueue({ type: "text-end", id: "t0" });
-        controller.enqueue({ type: "finish", usage: usage(options.prompt, text), finishReason: { unified: "stop", raw: "stop" } });
+        if (turn.kind === "text") {
+          controller.enqueue({ type: "text-start", id: "t0" });
+          for (const delta of turn.text.split(/(?<=\n)/)) controller.enqueue({ type: "text-delta", id: "t0", delta });
+          controller.enqueue({ type: "text-end", id: "t0" });
+        } else {
+          for (const c of turn.calls) {
+            const input = JSON.stringify(c.input);
+            controller.enqueue({ type: "tool-input-start", id: c.toolCallId, toolName: c.toolName });
+            controller.enqueue({ type: "tool-input-delta", id: c.toolCallId, delta: input });
+            controller.enqueue({ type: "tool-input-end", id: c.toolCallId });
+            controller.enqueue({ type: "tool-call", toolCallId: c.toolCallId, toolName: c.toolName, input });
+          }
+        }
+        controller.enqueue({ type: "finish", usage: usage(options, turn), finishReason: finishReason(turn) });
         controller.close();
       },
     });
