@@ -4,14 +4,62 @@
  * assert them; every request is recorded (GET /__requests) so tests can check what the
  * platform sent. A user message containing `FAIL_ONCE:<key>` gets one HTTP 500 for that
  * key: a failure injected at a chosen moment.
+ *
+ * Scripts, for tests that need exact tool calls through the real provider path:
+ * `POST /__scripts { key, turns }` registers (or replaces) a script; a chat request whose
+ * messages contain `SCRIPT:<key>` is answered by turn number N = the number of assistant
+ * messages already in the request (0 for the first call). A turn is
+ * `{ toolCalls?: [{ id?, name, arguments }], text?, status?, times?, delayMs?, repeat? }`:
+ * - `toolCalls`: answered as OpenAI `message.tool_calls` (`function.arguments` a JSON string,
+ *   `finish_reason: "tool_calls"`); ids default to `call_<key>_<N>_<i>`;
+ * - `text`: the message content (with or without tool calls);
+ * - `status`: answer that HTTP error with an OpenAI error body instead; with `times`, only
+ *   the first `times` requests of this turn get it and later ones the turn's answer (a
+ *   retried call sends the same messages, so it lands on the same turn);
+ * - `delayMs`: wait before answering;
+ * - `repeat: true`: this turn also answers every later turn.
+ * A turn the script does not have is answered with HTTP 400 naming the script. Streaming
+ * (`stream: true`) works for text and tool calls. Usage is reported in every answer.
  */
-import { createServer, type IncomingMessage, type Server } from "node:http";
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 
 interface ChatMessage {
   role: string;
   content: string | Array<{ type: string; text?: string }> | null;
 }
+
+export interface ScriptTurn {
+  toolCalls?: Array<{ id?: string; name: string; arguments: Record<string, unknown> }>;
+  text?: string;
+  status?: number;
+  /** With `status`: how many requests of this turn get the error (default: all). */
+  times?: number;
+  delayMs?: number;
+  repeat?: boolean;
+}
+
+export interface Script {
+  key: string;
+  turns: ScriptTurn[];
+}
+
+/** The turn of a script that answers a request with `assistants` assistant messages. */
+export function scriptTurn(turns: ScriptTurn[], assistants: number): { turn: ScriptTurn; index: number } | undefined {
+  for (let i = 0; i < turns.length && i <= assistants; i++) {
+    const turn = turns[i]!;
+    if (i === assistants || turn.repeat) return { turn, index: i };
+  }
+  return undefined;
+}
+
+const statusTypes: Record<number, string> = {
+  400: "invalid_request_error",
+  401: "authentication_error",
+  403: "permission_error",
+  404: "not_found_error",
+  429: "rate_limit_error",
+};
 
 export function answerFor(model: string, messages: ChatMessage[]): string {
   const text = (m: ChatMessage | undefined) =>
@@ -35,6 +83,11 @@ export interface RunningServer {
 export async function startOpenAICompatible(port = 0): Promise<RunningServer> {
   const requests: unknown[] = [];
   const failed = new Set<string>();
+  const scripts = new Map<string, ScriptTurn[]>();
+  /** Errors already answered per `<key>#<turn>`, for `times`. */
+  const errorsSent = new Map<string, number>();
+  const json = (res: ServerResponse, status: number, value: unknown) =>
+    res.writeHead(status, { "content-type": "application/json" }).end(JSON.stringify(value));
   const server: Server = createServer(async (req, res) => {
     try {
       if (req.method === "GET" && req.url === "/__requests") {
@@ -43,6 +96,17 @@ export async function startOpenAICompatible(port = 0): Promise<RunningServer> {
       }
       if (req.method === "DELETE" && req.url === "/__requests") {
         requests.length = 0;
+        res.writeHead(204).end();
+        return;
+      }
+      if (req.method === "POST" && req.url === "/__scripts") {
+        const script = JSON.parse(await body(req)) as Script;
+        if (typeof script.key !== "string" || !/^[A-Za-z0-9_-]+$/.test(script.key) || !Array.isArray(script.turns)) {
+          json(res, 400, { error: { message: "a script is { key: [A-Za-z0-9_-]+, turns: [...] }" } });
+          return;
+        }
+        scripts.set(script.key, script.turns);
+        for (const k of [...errorsSent.keys()]) if (k.startsWith(`${script.key}#`)) errorsSent.delete(k);
         res.writeHead(204).end();
         return;
       }
@@ -59,17 +123,63 @@ export async function startOpenAICompatible(port = 0): Promise<RunningServer> {
         res.writeHead(500, { "content-type": "application/json" }).end(JSON.stringify({ error: { message: "injected failure", type: "server_error" } }));
         return;
       }
-      const content = answerFor(payload.model, payload.messages);
+      let content = answerFor(payload.model, payload.messages);
+      let toolCalls: Array<{ id: string; type: "function"; function: { name: string; arguments: string } }> = [];
+      const scripted = /SCRIPT:([A-Za-z0-9_-]+)/.exec(all);
+      if (scripted?.[1]) {
+        const key = scripted[1];
+        const turns = scripts.get(key);
+        const assistants = payload.messages.filter((m) => m.role === "assistant").length;
+        const found = turns ? scriptTurn(turns, assistants) : undefined;
+        if (!found) {
+          json(res, 400, {
+            error: {
+              message: turns ? `script '${key}' has no turn ${assistants} (it has ${turns.length})` : `no script '${key}' (POST /__scripts first)`,
+              type: "invalid_request_error",
+            },
+          });
+          return;
+        }
+        const { turn, index } = found;
+        if (turn.delayMs) await new Promise((r) => setTimeout(r, turn.delayMs));
+        if (turn.status) {
+          const k = `${key}#${index}`;
+          const sent = errorsSent.get(k) ?? 0;
+          if (turn.times === undefined || sent < turn.times) {
+            errorsSent.set(k, sent + 1);
+            json(res, turn.status, {
+              error: {
+                message: `scripted HTTP ${turn.status} (script '${key}', turn ${index})`,
+                type: statusTypes[turn.status] ?? "server_error",
+                code: turn.status === 429 ? "rate_limit_exceeded" : null,
+              },
+            });
+            return;
+          }
+        }
+        content = turn.text ?? "";
+        toolCalls = (turn.toolCalls ?? []).map((c, i) => ({
+          id: c.id ?? `call_${key}_${assistants}_${i}`,
+          type: "function" as const,
+          function: { name: c.name, arguments: JSON.stringify(c.arguments ?? {}) },
+        }));
+      }
+      const finish = toolCalls.length > 0 ? "tool_calls" : "stop";
       const id = `chatcmpl-${requests.length}`;
       const created = Math.floor(Date.now() / 1000);
-      const usage = { prompt_tokens: all.length, completion_tokens: content.length, total_tokens: all.length + content.length };
+      const outChars = content.length + toolCalls.reduce((n, c) => n + c.function.name.length + c.function.arguments.length, 0);
+      const usage = { prompt_tokens: all.length, completion_tokens: outChars, total_tokens: all.length + outChars };
       if (payload.stream) {
         res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache" });
         const chunk = (delta: object, finish: string | null, extra: object = {}) =>
           `data: ${JSON.stringify({ id, object: "chat.completion.chunk", created, model: payload.model, choices: [{ index: 0, delta, finish_reason: finish }], ...extra })}\n\n`;
         res.write(chunk({ role: "assistant", content: "" }, null));
         for (const piece of content.match(/.{1,16}/gs) ?? []) res.write(chunk({ content: piece }, null));
-        res.write(chunk({}, "stop", { usage }));
+        toolCalls.forEach((c, index) => {
+          res.write(chunk({ tool_calls: [{ index, id: c.id, type: "function", function: { name: c.function.name, arguments: "" } }] }, null));
+          for (const piece of c.function.arguments.match(/.{1,16}/gs) ?? []) res.write(chunk({ tool_calls: [{ index, function: { arguments: piece } }] }, null));
+        });
+        res.write(chunk({}, finish, { usage }));
         res.end("data: [DONE]\n\n");
         return;
       }
@@ -79,7 +189,13 @@ export async function startOpenAICompatible(port = 0): Promise<RunningServer> {
           object: "chat.completion",
           created,
           model: payload.model,
-          choices: [{ index: 0, message: { role: "assistant", content }, finish_reason: "stop" }],
+          choices: [
+            {
+              index: 0,
+              message: { role: "assistant", content: toolCalls.length > 0 && !content ? null : content, ...(toolCalls.length > 0 ? { tool_calls: toolCalls } : {}) },
+              finish_reason: finish,
+            },
+          ],
           usage,
         }),
       );
