@@ -1,11 +1,15 @@
 /**
- * One Durable Object per run. It owns the run's state (its steps) and an append-only
- * event log with sequence numbers, and fans events out to WebSocket subscribers through
- * the hibernation API. Model calls never happen here: an object may be evicted while it
- * awaits an outbound fetch, so the work is done by the queue consumer, which reports back.
+ * One Durable Object per run: a thin shell around the run's DAG state machine
+ * (src/workflow/machine.ts). It holds the run record, the steps and an append-only event
+ * log with sequence numbers, fans events out to WebSocket subscribers through the
+ * hibernation API, sends the jobs a transition made (an outbox retried by the alarm when
+ * the queue refuses), keeps D1 up to date, and arms one alarm for the earliest of: the run
+ * deadline, a step deadline, a D1 retry, an outbox retry. Model calls and tools never run
+ * here: the queue consumer runs a turn and reports it back.
  *
  * Creating a SQLite-backed object costs a few milliseconds per table, and a run creates
- * one object, so the schema is two small tables plus the run record in the sync KV.
+ * one object, so the schema is two tables (steps, events) plus the sync KV (run record,
+ * run data, outbox).
  */
 import { DurableObject } from "cloudflare:workers";
 import { auditId, type AuditEntry } from "../src/audit/log";
@@ -15,6 +19,9 @@ import { db } from "../src/db/client";
 import { writeRunSummary, type RunSummary } from "../src/db/runs";
 import { AppError, problemResponse } from "../src/errors";
 import type { RunRpc } from "../src/runs/stub";
+import { FINISHED, RunMachine, STEP_COLUMNS_V2, type MachineHost, type StepRow } from "../src/workflow/machine";
+import { DEFAULT_LIMITS, type RunLimits, type TurnContext, type TurnOutcome } from "../src/workflow/types";
+import type { Json as JsonValue } from "../src/runs/types";
 import {
   TERMINAL_RUN_STATUSES,
   type StepJob,
@@ -42,7 +49,8 @@ CREATE TABLE IF NOT EXISTS steps (
   error TEXT,
   model TEXT,
   created_at INTEGER NOT NULL,
-  updated_at INTEGER NOT NULL
+  updated_at INTEGER NOT NULL,
+  ${STEP_COLUMNS_V2.map(([name, type]) => `${name} ${type}`).join(",\n  ")}
 );
 CREATE TABLE IF NOT EXISTS events (
   seq INTEGER PRIMARY KEY,
@@ -74,30 +82,21 @@ interface RunRecord extends RunInit {
    * once so that every retry of the settle writes the same row. */
   settledAt: number | null;
   auditId: string | null;
+  /** The run's limits (the org's, when the run started). */
+  limits?: RunLimits;
+  /** Jobs the queue refused, sent again by the alarm. */
+  outbox?: StepJob[];
+  outboxRetryAt?: number | null;
 }
 
 /** Header the gateway sets with the caller's org; the object answers 404 to any other org. */
 export const ORG_HEADER = "x-shaman-org-id";
 
-const FINISHED_STEP: ReadonlySet<string> = new Set<StepStatus>(["completed", "failed", "canceled"]);
 const REPLAY_PAGE = 500;
 /** A failed D1 write is tried again after 1 s, 2 s, 4 s, … at most 10 min apart, ~1 week in all. */
 const D1_RETRY_MAX_DELAY_MS = 10 * 60_000;
 const D1_MAX_FAILURES = 1_000;
 
-type StepRow = {
-  id: string;
-  parent_id: string | null;
-  agent: string;
-  status: StepStatus;
-  depth: number;
-  attempts: number;
-  output: string | null;
-  error: string | null;
-  model: string | null;
-  created_at: number;
-  updated_at: number;
-};
 
 type EventRow = { seq: number; type: RunEventType; step_id: string | null; at: number; data: string };
 
@@ -113,6 +112,14 @@ export class RunObject extends DurableObject<Env> implements RunRpc {
     super(ctx, env);
     this.sql = ctx.storage.sql;
     this.sql.exec(SCHEMA);
+    const existing = ctx.storage.kv.get<RunRecord>("run");
+    if (existing && !ctx.storage.kv.get("schema:v2")) {
+      // An object made before the DAG: its steps table lacks the new columns.
+      const have = new Set(this.sql.exec<{ name: string }>("PRAGMA table_info(steps)").toArray().map((c) => c.name));
+      for (const [name, type] of STEP_COLUMNS_V2) if (!have.has(name)) this.sql.exec(`ALTER TABLE steps ADD COLUMN ${name} ${type}`);
+      this.sql.exec("UPDATE steps SET queued_turn = 1 WHERE status IN ('queued', 'running') AND queued_turn IS NULL");
+      ctx.storage.kv.put("schema:v2", true);
+    }
     this.run = upgradeRecord(ctx.storage.kv.get<RunRecord>("run") ?? null, () => config(env).runTimeoutMs);
     this.lastSeq = this.run ? (this.sql.exec<{ s: number | null }>("SELECT max(seq) AS s FROM events").one().s ?? 0) : 0;
     // Keep-alive pings are answered without waking the object.
@@ -131,8 +138,9 @@ export class RunObject extends DurableObject<Env> implements RunRpc {
       if (this.run.runId !== init.runId || this.run.orgId !== init.orgId) throw new AppError("CONFLICT", "run id in use");
     } else {
       const now = Date.now();
+      const { limits, ...rest } = init;
       this.run = {
-        ...init,
+        ...rest,
         status: "submitted",
         output: null,
         error: null,
@@ -145,29 +153,25 @@ export class RunObject extends DurableObject<Env> implements RunRpc {
         d1RetryAt: null,
         settledAt: null,
         auditId: null,
+        limits: { ...DEFAULT_LIMITS, ...(limits ?? {}) },
+        outbox: [],
+        outboxRetryAt: null,
       };
-      const stepId = this.newStepId();
+      this.ctx.storage.kv.put("schema:v2", true);
       this.save();
-      this.sql.exec(
-        "INSERT INTO steps (id, parent_id, agent, status, depth, created_at, updated_at) VALUES (?, NULL, ?, 'queued', 0, ?, ?)",
-        stepId,
-        JSON.stringify(init.agent),
-        now,
-        now,
-      );
       this.append("run.created", null, { agent: init.agent.name, contextId: init.contextId, initiatedBy: init.initiatedBy });
-      this.append("step.queued", stepId, { agent: init.agent.name, depth: 0, parentId: null });
+      const effects = this.transition((m) => m.createRoot());
       // A run whose work is lost (a job in the dead-letter queue, a crashed consumer) must
       // still end: the alarm fails it if it has not finished by then. It is committed with
       // the record, so a run this object knows always reaches D1, at the latest then.
-      void this.ctx.storage.setAlarm(this.run.deadline);
+      this.armAlarm();
       // The D1 row and the job go out together (one round trip, not two): a step may even
       // finish before the row lands, which is fine, as the settle writes the whole row.
-      const job: StepJob = { kind: "step", runId: init.runId, orgId: init.orgId, stepId };
-      const [, queueError] = await Promise.all([this.syncD1(), this.env.JOBS.send(job).then(() => null, (err: unknown) => err ?? "error")]);
-      if (queueError !== null) {
-        console.error(`run ${init.runId}: could not queue the run: ${errorText(queueError)}`);
-        await this.settleRunDurably("failed", null, "the run could not be queued; try again");
+      const [, queued] = await Promise.all([this.syncD1(), this.sendJobs(effects.jobs, false)]);
+      if (!queued) {
+        console.error(`run ${init.runId}: could not queue the run`);
+        this.settleRun("failed", null, "the run could not be queued; try again");
+        await this.syncD1();
       }
     }
     if (waitMs > 0) await this.waitForSettled(waitMs);
@@ -191,98 +195,108 @@ export class RunObject extends DurableObject<Env> implements RunRpc {
     return this.eventsAfter(after, Math.min(Math.max(1, limit), REPLAY_PAGE));
   }
 
+  // ---- RPC: people ----------------------------------------------------------------
+
+  /** Cancels every unfinished step and the run; false if the run had finished (or is not this org's). */
+  async cancel(orgId: string, reason = "canceled by request"): Promise<boolean | null> {
+    if (!this.run || this.run.orgId !== orgId) return null;
+    let canceled = false;
+    const effects = this.transition((m) => (canceled = m.cancelRun(reason)));
+    await this.afterTransition(effects);
+    return canceled;
+  }
+
+  /** Answers a pending input request; false when nothing waits on that id (null: not this org's run). */
+  async answerInput(orgId: string, requestId: string, answer: JsonValue): Promise<boolean | null> {
+    if (!this.run || this.run.orgId !== orgId) return null;
+    let answered = false;
+    const effects = this.transition((m) => (answered = m.answerInput(requestId, answer)));
+    await this.afterTransition(effects);
+    return answered;
+  }
+
   // ---- RPC: executor --------------------------------------------------------------
 
-  /** Marks a step running and hands out what the executor needs; null if it is already done. */
+  /** Claims turn `turn` of a step for an executor; null when there is nothing to run. */
+  async claimTurn(orgId: string, stepId: string, turn: number): Promise<TurnContext | null> {
+    if (!this.run || this.run.orgId !== orgId) return null;
+    let ctx: TurnContext | null = null;
+    this.transition((m) => (ctx = m.claimTurn(stepId, turn)));
+    return ctx;
+  }
+
+  /** Records a model turn and carries out its tool calls (children, input requests, run data). */
+  async recordTurn(orgId: string, stepId: string, turn: number, outcome: TurnOutcome, maxIterations: number): Promise<boolean> {
+    if (!this.run || this.run.orgId !== orgId) return false;
+    let recorded = false;
+    const effects = this.transition((m) => (recorded = m.recordTurn(stepId, turn, outcome, maxIterations)));
+    await this.afterTransition(effects);
+    return recorded;
+  }
+
+  /** A failed attempt at a turn; with `retrying` the queue delivers the job again. */
+  async failTurn(orgId: string, stepId: string, turn: number, error: string, retrying: boolean): Promise<void> {
+    if (!this.run || this.run.orgId !== orgId) return;
+    const effects = this.transition((m) => m.failTurn(stepId, turn, error, retrying));
+    await this.afterTransition(effects);
+  }
+
+  /** The single-turn form (a step answered in one model call); kept for callers that do not run tools. */
   async claimStep(orgId: string, stepId: string): Promise<StepContext | null> {
-    const run = this.run;
-    if (!run || run.orgId !== orgId || TERMINAL_RUN_STATUSES.has(run.status)) return null;
-    const step = this.step(stepId);
-    if (!step || FINISHED_STEP.has(step.status)) return null;
-    const now = Date.now();
-    const attempt = step.attempts + 1;
-    this.sql.exec("UPDATE steps SET status = 'running', attempts = ?, updated_at = ? WHERE id = ?", attempt, now, stepId);
-    if (run.status === "submitted") {
-      run.status = "working";
-      run.updatedAt = now;
-      this.save();
-    }
-    this.append("step.started", stepId, { agent: JSON.parse(step.agent).name, attempt });
-    return {
-      runId: run.runId,
-      orgId: run.orgId,
-      stepId,
-      agent: JSON.parse(step.agent),
-      depth: step.depth,
-      attempt,
-      input: run.message,
-      initiatedBy: run.initiatedBy,
-      userId: run.userId ?? null,
-    };
+    const step = this.run?.orgId === orgId ? this.machine().step(stepId) : null;
+    if (!step || step.queued_turn === null) return null;
+    return this.claimTurn(orgId, stepId, step.queued_turn);
   }
 
   async completeStep(orgId: string, stepId: string, result: StepResult): Promise<void> {
-    const step = this.liveStep(orgId, stepId);
-    if (!step) return;
-    this.sql.exec(
-      "UPDATE steps SET status = 'completed', output = ?, model = ?, error = NULL, updated_at = ? WHERE id = ?",
-      result.text,
-      result.model,
-      Date.now(),
-      stepId,
-    );
-    this.append("step.completed", stepId, {
-      agent: JSON.parse(step.agent).name,
-      output: result.text,
-      model: result.model,
-      durationMs: result.durationMs,
-      ...(result.usage ? { usage: result.usage } : {}),
-    });
-    if (step.parent_id === null) await this.settleRunDurably("completed", result.text, null);
+    const step = this.run?.orgId === orgId ? this.machine().step(stepId) : null;
+    if (!step || step.queued_turn === null) return;
+    const usage = { inputTokens: result.usage?.inputTokens ?? 0, outputTokens: result.usage?.outputTokens ?? 0 };
+    const outcome: TurnOutcome = { assistant: { role: "assistant", content: result.text }, text: result.text, toolCalls: [], model: result.model, durationMs: result.durationMs, usage };
+    await this.recordTurn(orgId, stepId, step.queued_turn, outcome, 10);
   }
 
-  /** Records a failed attempt. With `retrying` the step goes back to the queue's care. */
   async failStep(orgId: string, stepId: string, rawError: string, retrying: boolean): Promise<void> {
-    const step = this.liveStep(orgId, stepId);
-    if (!step) return;
-    // Error texts reach events, subscribers and the A2A task: mask anything credential-like.
-    const error = redactText(rawError, 2_000);
-    const now = Date.now();
-    if (retrying) {
-      this.sql.exec("UPDATE steps SET status = 'queued', error = ?, updated_at = ? WHERE id = ?", error, now, stepId);
-      this.append("step.retrying", stepId, { attempt: step.attempts, error });
-      return;
-    }
-    this.sql.exec("UPDATE steps SET status = 'failed', error = ?, updated_at = ? WHERE id = ?", error, now, stepId);
-    this.append("step.failed", stepId, { agent: JSON.parse(step.agent).name, attempt: step.attempts, error });
-    if (step.parent_id === null) await this.settleRunDurably("failed", null, error);
+    const step = this.run?.orgId === orgId ? this.machine().step(stepId) : null;
+    if (!step || step.queued_turn === null) return;
+    await this.failTurn(orgId, stepId, step.queued_turn, rawError, retrying);
   }
 
   /**
-   * The alarm is two things: the run timeout (fail every unfinished step and the run) and
-   * the retry of a D1 write that failed. It stays armed until both are done.
+   * The alarm: the run timeout (fail every unfinished step and the run), step timeouts,
+   * the retry of a D1 write and the resend of jobs the queue refused. It stays armed until
+   * all of them are done.
    */
   override async alarm(): Promise<void> {
     const run = this.run;
     if (!run) return;
-    // The alarm that fired is the earlier of the two; a retry due before the deadline is
-    // not a timeout (the clock is not compared, so a forced alarm behaves like a due one).
-    const retryFirst = run.d1RetryAt !== null && run.d1RetryAt < run.deadline && Date.now() < run.deadline;
-    if (!TERMINAL_RUN_STATUSES.has(run.status) && !retryFirst) {
-      const seconds = Math.round((Date.now() - run.createdAt) / 1000);
-      const error = `the run timed out: not finished after ${seconds} s`;
-      const now = Date.now();
-      const open = this.sql.exec<StepRow>("SELECT * FROM steps WHERE status NOT IN ('completed', 'failed', 'canceled') ORDER BY created_at, id").toArray();
-      for (const step of open) {
-        this.sql.exec("UPDATE steps SET status = 'failed', error = ?, updated_at = ? WHERE id = ?", error, now, step.id);
-        this.append("step.failed", step.id, { agent: JSON.parse(step.agent).name, attempt: step.attempts, error });
+    const now = Date.now();
+    // The alarm that fired is for the earliest thing due: the run's deadline, a step's, or a
+    // retry (D1, outbox). The clock is not compared for that choice, so a forced alarm
+    // behaves like a due one; a run past its deadline times out whatever the alarm was for.
+    let effects: Effects = { jobs: [] };
+    if (!TERMINAL_RUN_STATUSES.has(run.status)) {
+      const stepDue = this.machine().nextStepDeadline();
+      const retryDue = Math.min(run.d1RetryAt ?? Infinity, run.outboxRetryAt ?? Infinity);
+      const first = Math.min(run.deadline, stepDue ?? Infinity, retryDue);
+      if (now >= run.deadline || first === run.deadline) {
+        const seconds = Math.round((now - run.createdAt) / 1000);
+        const error = `the run timed out: not finished after ${seconds} s`;
+        effects = this.transition((m) => m.failAll(error));
+        this.settleRun("failed", null, error);
+      } else if (stepDue !== null && first === stepDue) {
+        effects = this.transition((m) => m.timeOutSteps(Math.max(now, stepDue)));
       }
-      this.settleRun("failed", null, error);
     }
     run.d1RetryAt = null;
+    const outbox = run.outbox ?? [];
+    run.outbox = [];
+    run.outboxRetryAt = null;
     this.save();
+    await this.sendJobs([...outbox, ...effects.jobs], true);
     await this.syncD1();
   }
+
 
   // ---- WebSockets -----------------------------------------------------------------
 
@@ -332,25 +346,62 @@ export class RunObject extends DurableObject<Env> implements RunRpc {
 
   // ---- internals ------------------------------------------------------------------
 
-  private newStepId(): string {
-    if (!this.run) throw new Error("run not initialised");
-    const id = `s${this.run.nextStep}`;
-    this.run.nextStep += 1;
-    return id;
+  /** The state machine over this object's storage; its effects are collected for `afterTransition`. */
+  private machine(effects: Effects = { jobs: [] }): RunMachine {
+    const run = this.run;
+    if (!run) throw new Error("run not initialised");
+    const host: MachineHost = {
+      sql: this.sql,
+      kv: this.ctx.storage.kv,
+      run,
+      limits: run.limits ?? DEFAULT_LIMITS,
+      saveRun: () => this.save(),
+      emit: (type, stepId, data) => void this.append(type, stepId, data),
+      enqueue: (job) => void effects.jobs.push(job),
+      settle: (status, output, error) => {
+        this.settleRun(status, output, error);
+        effects.settled = true;
+      },
+      now: () => Date.now(),
+    };
+    return new RunMachine(host);
+  }
+
+  /** Runs one transition synchronously (atomic in this object) and returns what it asks for. */
+  private transition(fn: (m: RunMachine) => unknown): Effects {
+    const effects: Effects = { jobs: [] };
+    fn(this.machine(effects));
+    return effects;
+  }
+
+  /** Sends the jobs a transition made and brings D1 up to date if the run settled. */
+  private async afterTransition(effects: Effects): Promise<void> {
+    await this.sendJobs(effects.jobs, true);
+    if (effects.settled) await this.syncD1();
+    else if (effects.jobs.length > 0) this.armAlarm();
+  }
+
+  /**
+   * Queues jobs. With `keep`, jobs the queue refuses go to the outbox, which the alarm
+   * sends again; without it the caller decides. Returns whether all were queued.
+   */
+  private async sendJobs(jobs: StepJob[], keep: boolean): Promise<boolean> {
+    if (jobs.length === 0) return true;
+    const results = await Promise.allSettled(jobs.length === 1 ? [this.env.JOBS.send(jobs[0]!)] : [this.env.JOBS.sendBatch(jobs.map((body) => ({ body })))]);
+    const failed = results.some((r) => r.status === "rejected");
+    if (!failed) return true;
+    if (keep && this.run) {
+      console.error(`run ${this.run.runId}: the queue refused ${jobs.length} job(s); the alarm sends them again`);
+      this.run.outbox = [...(this.run.outbox ?? []), ...jobs];
+      this.run.outboxRetryAt = Date.now() + 1_000;
+      this.save();
+      this.armAlarm();
+    }
+    return false;
   }
 
   private save(): void {
     if (this.run) this.ctx.storage.kv.put("run", this.run);
-  }
-
-  private step(id: string): StepRow | null {
-    return this.sql.exec<StepRow>("SELECT * FROM steps WHERE id = ?", id).toArray()[0] ?? null;
-  }
-
-  private liveStep(orgId: string, stepId: string): StepRow | null {
-    if (!this.run || this.run.orgId !== orgId) return null;
-    const step = this.step(stepId);
-    return step && !FINISHED_STEP.has(step.status) ? step : null;
   }
 
   private append(type: RunEventType, stepId: string | null, data: Record<string, unknown>): RunEvent {
@@ -392,7 +443,11 @@ export class RunObject extends DurableObject<Env> implements RunRpc {
     run.settledAt = now;
     run.auditId = run.audit ? auditId(now) : null;
     this.save();
-    this.append(status === "completed" ? "run.completed" : "run.failed", null, status === "completed" ? { output } : { error, status });
+    this.append(
+      status === "completed" ? "run.completed" : status === "canceled" ? "run.canceled" : "run.failed",
+      null,
+      status === "completed" ? { output } : { error, status },
+    );
     for (const ws of this.ctx.getWebSockets()) {
       try {
         ws.close(1000, "run finished");
@@ -463,8 +518,13 @@ export class RunObject extends DurableObject<Env> implements RunRpc {
     const run = this.run;
     if (!run) return;
     const due: number[] = [];
-    if (!TERMINAL_RUN_STATUSES.has(run.status)) due.push(run.deadline);
+    if (!TERMINAL_RUN_STATUSES.has(run.status)) {
+      due.push(run.deadline);
+      const step = this.machine().nextStepDeadline();
+      if (step !== null) due.push(step);
+    }
     if (run.d1RetryAt !== null) due.push(run.d1RetryAt);
+    if (run.outboxRetryAt !== null && run.outboxRetryAt !== undefined) due.push(run.outboxRetryAt);
     if (due.length > 0) void this.ctx.storage.setAlarm(Math.min(...due));
     else void this.ctx.storage.deleteAlarm();
   }
@@ -540,11 +600,16 @@ export class RunObject extends DurableObject<Env> implements RunRpc {
           status: s.status,
           depth: s.depth,
           attempts: s.attempts,
+          turns: s.turn ?? 0,
           output: s.output,
           error: s.error,
           model: s.model,
+          resultStatus: s.result_status ?? null,
+          usage: s.usage ? (JSON.parse(s.usage) as StepView["usage"]) : null,
           createdAt: s.created_at,
           updatedAt: s.updated_at,
+          startedAt: s.started_at ?? null,
+          finishedAt: s.finished_at ?? null,
         }),
       );
     return {
@@ -560,6 +625,7 @@ export class RunObject extends DurableObject<Env> implements RunRpc {
       updatedAt: run.updatedAt,
       lastSeq: this.lastSeq,
       steps,
+      inputs: TERMINAL_RUN_STATUSES.has(run.status) ? [] : this.machine().pendingInputs(),
     };
   }
 }
@@ -581,4 +647,10 @@ function upgradeRecord(run: RunRecord | null, timeoutMs: () => number): RunRecor
 
 function errorText(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
+}
+
+/** What a transition asks the shell to do once it is over. */
+interface Effects {
+  jobs: StepJob[];
+  settled?: boolean;
 }

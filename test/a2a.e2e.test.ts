@@ -24,6 +24,7 @@ describe("SendMessage end to end", () => {
     expect(task.artifacts[0]).toMatchObject({ name: "result", parts: [{ mediaType: "text/plain" }] });
     expect(answer).toContain("[shaman-offline/gpt-4o-mini]");
     expect(answer).toContain("Invoice INV-1 from Globex");
+    expect(answer).toContain("ValidateData (SUCCESS)");
     expect(task.history.map((m: any) => m.role)).toEqual(["ROLE_USER", "ROLE_AGENT"]);
     expect(task.metadata.shaman).toMatchObject({ agent: "ProcessInvoice", runId: task.id, commit: seed.commit });
 
@@ -37,8 +38,33 @@ describe("SendMessage end to end", () => {
     expect(run).toMatchObject({ runId: task.id, status: "completed", output: answer });
     expect(run).not.toHaveProperty("orgId");
     const { events } = (await (await orgFetch("e2e", `/runs/${task.id}/events?after=0`)).json()) as any;
-    expect(events.map((e: any) => e.type)).toEqual(["run.created", "step.queued", "step.started", "step.completed", "run.completed"]);
-    expect(events.map((e: any) => e.seq)).toEqual([1, 2, 3, 4, 5]);
+    // ProcessInvoice calls ValidateData (its allowedAgents), waits without holding a worker,
+    // resumes with the result and completes: the whole DAG is in the log, in order
+    expect(events.map((e: any) => [e.type, e.stepId])).toEqual([
+      ["run.created", null],
+      ["step.queued", "s1"],
+      ["step.started", "s1"],
+      ["model.turn", "s1"],
+      ["tool.called", "s1"],
+      ["step.queued", "s2"],
+      ["step.waiting", "s1"],
+      ["step.started", "s2"],
+      ["model.turn", "s2"],
+      ["step.completed", "s2"],
+      ["tool.result", "s1"],
+      ["step.resumed", "s1"],
+      ["step.started", "s1"],
+      ["model.turn", "s1"],
+      ["tool.called", "s1"],
+      ["tool.result", "s1"],
+      ["step.completed", "s1"],
+      ["run.completed", null],
+    ]);
+    expect(events.map((e: any) => e.seq)).toEqual(events.map((_: unknown, i: number) => i + 1));
+    expect(run.steps.map((s: any) => [s.id, s.parentId, s.agent, s.status, s.turns])).toEqual([
+      ["s1", null, "ProcessInvoice", "completed", 2],
+      ["s2", "s1", "ValidateData", "completed", 1],
+    ]);
   });
 
   it("keeps the caller's contextId and honours historyLength", async () => {
@@ -115,7 +141,7 @@ describe("run WebSocket through the gateway", () => {
     if (!ws) throw new Error("no websocket");
     ws.accept();
     const { messages, closeCode } = await collect(ws);
-    expect(messages.map((m) => m.seq)).toEqual([2, 3, 4, 5]);
+    expect(messages.map((m) => m.seq)).toEqual([2, 3, 4, 5, 6]);
     expect(messages.at(-1)).toMatchObject({ type: "run.completed", runId: task.id });
     expect(messages.at(-1).data.output).toContain("stream me");
     expect(closeCode).toBe(1000);

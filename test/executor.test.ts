@@ -7,11 +7,14 @@ import { runStub } from "../src/runs/stub";
 import type { Job, RunInit } from "../src/runs/types";
 import type { RunObject } from "../durable-objects/run-object";
 import worker from "../workers/index";
-import { seedOrg, type SeedResult } from "./helpers";
+import { exampleAgents, seedOrg, type SeedResult } from "./helpers";
 
 let seed: SeedResult;
 beforeAll(async () => {
-  seed = await seedOrg("executor");
+  // ProcessInvoice without its agent calls: these tests are about one model call per step
+  // (multi-turn runs are in test/workflow.test.ts).
+  const files = exampleAgents();
+  seed = await seedOrg("executor", { ...files, "ProcessInvoice/prompt.md": files["ProcessInvoice/prompt.md"]!.replace("allowedAgents: [ValidateData]\n", "") });
 });
 
 async function newRun(text: string, agent = "ProcessInvoice"): Promise<RunInit> {
@@ -49,7 +52,7 @@ async function queue(jobs: { id: string; attempts: number; body: Job }[], testEn
 /** Starts the run and delivers its job in a batch the test controls. */
 async function deliver(run: RunInit, testEnv: Env, attempts = 1) {
   const sent = await startUnqueued(run);
-  expect(sent).toEqual([{ kind: "step", runId: run.runId, orgId: run.orgId, stepId: "s1" }]);
+  expect(sent).toEqual([{ kind: "step", runId: run.runId, orgId: run.orgId, stepId: "s1", turn: 1 }]);
   return queue([{ id: crypto.randomUUID(), attempts, body: sent[0] as Job }], testEnv);
 }
 

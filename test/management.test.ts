@@ -166,16 +166,19 @@ describe("audit trail", () => {
     const call = await rpc("mgmt", "ProcessInvoice", sendMessage("Invoice 77 from Umbrella, total 5 EUR"), { "A2A-Version": "1.0", ...dev("owner@mgmt.test") });
     expect(call.status).toBe(200);
     const runId = call.body.result.task.id;
-    const rows = await eventually(() => auditRows(`runId=${runId}`), (r) => r.length >= 3);
+    // ProcessInvoice calls ValidateData, then completes: 2 steps, 3 model turns, 2 tool calls
+    const rows = await eventually(() => auditRows(`runId=${runId}`), (r) => r.length >= 10);
     const actions = rows.map((e) => e.action).sort();
-    expect(actions).toEqual(["agent.call", "model.call", "step.run"]);
-    const owner = rows.find((e) => e.action === "agent.call");
+    expect(actions).toEqual(["agent.call", "agent.call", "model.call", "model.call", "model.call", "step.run", "step.run", "step.run", "tool.execute", "tool.execute"]);
+    const owner = rows.find((e) => e.action === "agent.call" && e.resource === "/agents/ProcessInvoice");
     expect(owner).toMatchObject({ resource: "/agents/ProcessInvoice", outcome: "success", actor: `user:${seed.ownerId}`, userId: seed.ownerId });
     expect(owner.summary.input.message[0].text).toContain("Invoice 77");
-    // Internal work is attributed to the user who started the run.
-    for (const action of ["step.run", "model.call"]) {
-      expect(rows.find((e) => e.action === action)).toMatchObject({ userId: seed.ownerId, actor: `user:${seed.ownerId}`, runId, outcome: "success" });
+    // Internal work (model calls, steps, tool calls, the internal agent call) is attributed to the user who started the run.
+    for (const row of rows.filter((e) => e !== owner)) {
+      expect(row, row.action).toMatchObject({ userId: seed.ownerId, actor: `user:${seed.ownerId}`, runId, outcome: "success" });
     }
+    expect(rows.find((e) => e.action === "agent.call" && e !== owner)).toMatchObject({ resource: "/agents/ValidateData", summary: { input: { caller: "ProcessInvoice", internal: true } } });
+    expect(rows.filter((e) => e.action === "tool.execute").map((e) => e.resource).sort()).toEqual(["/tools/call_agent", "/tools/complete_agent_execution"]);
     expect(rows.find((e) => e.action === "model.call").resource).toMatch(/^\/models\//);
     expect(rows.find((e) => e.action === "model.call").durationMs).toBeGreaterThanOrEqual(0);
   });

@@ -50,7 +50,7 @@ describe("run object state and event log", () => {
     expect(snap).toMatchObject({ status: "completed", output: "done!" });
     expect(snap?.steps[0]).toMatchObject({ status: "completed", output: "done!", model: "offline:test", attempts: 1 });
     const types = (await stub.events(run.orgId))?.map((e) => e.type);
-    expect(types).toEqual(["run.created", "step.queued", "step.started", "step.completed", "run.completed"]);
+    expect(types).toEqual(["run.created", "step.queued", "step.started", "model.turn", "step.completed", "run.completed"]);
     // a redelivered job finds nothing to do, and a late report changes nothing
     expect(await stub.claimStep(run.orgId, "s1")).toBeNull();
     await stub.completeStep(run.orgId, "s1", { text: "again", model: "x", durationMs: 1 });
@@ -127,9 +127,10 @@ describe("WebSocket replay", () => {
     const done = collect(ws);
     await stub.completeStep(run.orgId, "s1", { text: "live!", model: "m", durationMs: 1 });
     const { messages, closeCode } = await done;
-    expect(messages.map((m) => m.seq)).toEqual([2, 3, 4, 5]);
-    expect(messages.map((m) => m.type)).toEqual(["step.queued", "step.started", "step.completed", "run.completed"]);
-    expect(messages[3].data).toEqual({ output: "live!" });
+    expect(messages.map((m) => m.seq)).toEqual([2, 3, 4, 5, 6]);
+    expect(messages.map((m) => m.type)).toEqual(["step.queued", "step.started", "model.turn", "step.completed", "run.completed"]);
+    expect(messages[3].data).toMatchObject({ output: "live!", status: "SUCCESS" });
+    expect(messages[4].data).toEqual({ output: "live!" });
     expect(closeCode).toBe(1000);
   });
 
@@ -141,8 +142,8 @@ describe("WebSocket replay", () => {
     await stub.completeStep(run.orgId, "s1", { text: "x", model: "m", durationMs: 1 });
 
     const all = await collect(await connect(run.runId, run.orgId));
-    expect(all.messages.map((m) => m.seq)).toEqual([1, 2, 3, 4, 5]);
-    const rest = await collect(await connect(run.runId, run.orgId, 5));
+    expect(all.messages.map((m) => m.seq)).toEqual([1, 2, 3, 4, 5, 6]);
+    const rest = await collect(await connect(run.runId, run.orgId, 6));
     expect(rest.messages).toEqual([]);
     expect(rest.closeCode).toBe(1000);
   });
@@ -155,7 +156,7 @@ describe("WebSocket replay", () => {
     const results = sockets.map((ws) => collect(ws));
     await stub.claimStep(run.orgId, "s1");
     await stub.completeStep(run.orgId, "s1", { text: "fan", model: "m", durationMs: 1 });
-    for (const r of await Promise.all(results)) expect(r.messages.map((m) => m.seq)).toEqual([3, 4, 5]);
+    for (const r of await Promise.all(results)) expect(r.messages.map((m) => m.seq)).toEqual([3, 4, 5, 6]);
   });
 
   it("rejects a bad sequence number and a non-upgrade request", async () => {

@@ -10,6 +10,7 @@ import { auditId, writeAuditMany, type AuditEntry } from "../src/audit/log";
 import { redact } from "../src/audit/redact";
 import { db } from "../src/db/client";
 import { AppError } from "../src/errors";
+import { runTurn } from "../src/workflow/turn";
 import { modelConfigFromEnv, resolveModel, withOrgOpenAIKey, type ModelConfig } from "../src/llm/registry";
 import { cachedCredential } from "../src/secrets/cache";
 import { runStub } from "../src/runs/stub";
@@ -128,46 +129,16 @@ async function handleJob(message: Message<Job>, env: Env, audit: AuditBuffer): P
     message.ack();
     return;
   }
-  const run = runStub(env, job.runId);
-  let ctx: StepContext | null;
-  try {
-    ctx = await run.claimStep(job.orgId, job.stepId);
-  } catch (err) {
-    // The run object is unreachable right now: let the queue redeliver.
-    console.error(`executor: claim ${job.runId}/${job.stepId} failed: ${errorText(err)}`);
-    return { orgId: null, retry: true };
-  }
-  if (!ctx) {
-    return { orgId: null, retry: false }; // already finished (a redelivery) or the run is gone: ack, run nothing
-  }
-  const started = Date.now();
-  const who = { actor: ctx.initiatedBy ?? "system", userId: ctx.userId, runId: ctx.runId, stepId: ctx.stepId };
-  const stepRun = (outcome: "success" | "error", result: Pick<AuditEntry, "output" | "error">): AuditEntry => ({
-    ...who,
-    action: "step.run",
-    resource: `/agents/${ctx.agent.name}`,
-    outcome,
-    durationMs: Date.now() - started,
-    input: { attempt: ctx.attempt, depth: ctx.depth, commit: ctx.agent.commit },
-    ...result,
-  });
-  try {
-    const result = await runStep(ctx, env, (entry) => audit.add(ctx.orgId, { ...who, ...entry }));
-    await run.completeStep(ctx.orgId, ctx.stepId, result);
-    audit.add(ctx.orgId, stepRun("success", { output: { model: result.model, text: result.text } }));
-    return { orgId: ctx.orgId, retry: false };
-  } catch (err) {
-    const permanent = err instanceof AppError && err.status < 500;
-    const retrying = !permanent && message.attempts < MAX_ATTEMPTS;
-    const text = errorText(err);
-    audit.add(ctx.orgId, stepRun("error", { error: { message: text, retrying } }));
-    try {
-      await run.failStep(ctx.orgId, ctx.stepId, text, retrying);
-    } catch (reportErr) {
-      console.error(`executor: could not report failure of ${ctx.runId}/${ctx.stepId}: ${errorText(reportErr)}`);
-    }
-    return { orgId: ctx.orgId, retry: retrying };
-  }
+  // The turn loop lives in src/workflow/turn.ts; this adapter only maps its outcome to the queue.
+  const orgId = job.orgId;
+  return runTurn(
+    { runId: job.runId, orgId, stepId: job.stepId, turn: typeof job.turn === "number" && job.turn >= 1 ? job.turn : 1 },
+    message.attempts,
+    MAX_ATTEMPTS,
+    env,
+    (id) => orgModelConfig(env, id),
+    (entry) => audit.add(orgId, entry),
+  );
 }
 
 /**

@@ -1,4 +1,5 @@
-import type { RunEvent, RunInit, RunSnapshot, StepContext, StepResult } from "./types";
+import type { TurnContext, TurnOutcome } from "../workflow/types";
+import type { Json, RunEvent, RunInit, RunSnapshot, StepContext, StepResult } from "./types";
 
 /**
  * The run object's RPC contract. `RunObject` implements it; callers get a stub typed by it
@@ -12,6 +13,11 @@ export interface RunRpc {
   claimStep(orgId: string, stepId: string): Promise<StepContext | null>;
   completeStep(orgId: string, stepId: string, result: StepResult): Promise<void>;
   failStep(orgId: string, stepId: string, error: string, retrying: boolean): Promise<void>;
+  claimTurn(orgId: string, stepId: string, turn: number): Promise<TurnContext | null>;
+  recordTurn(orgId: string, stepId: string, turn: number, outcome: TurnOutcome, maxIterations: number): Promise<boolean>;
+  failTurn(orgId: string, stepId: string, turn: number, error: string, retrying: boolean): Promise<void>;
+  cancel(orgId: string, reason?: string): Promise<boolean | null>;
+  answerInput(orgId: string, requestId: string, answer: Json): Promise<boolean | null>;
   fetch(request: Request): Promise<Response>;
 }
 

@@ -19,7 +19,7 @@ export interface StoredMessage {
 }
 
 export type RunStatus = "submitted" | "working" | "input_required" | "completed" | "failed" | "canceled";
-export type StepStatus = "queued" | "running" | "completed" | "failed" | "canceled";
+export type StepStatus = "queued" | "running" | "waiting" | "input_required" | "completed" | "failed" | "canceled";
 
 export const TERMINAL_RUN_STATUSES: ReadonlySet<RunStatus> = new Set(["completed", "failed", "canceled"]);
 
@@ -38,6 +38,8 @@ export interface RunInit {
    * the run's message (added by the run object, so the message is stored once) and `input`.
    */
   audit?: { resource: string; requestId: string | null; input?: { [key: string]: Json } };
+  /** The org's run limits (src/workflow/types.ts); defaults when absent. */
+  limits?: Partial<import("../workflow/types").RunLimits>;
 }
 
 export interface RunEvent {
@@ -57,8 +59,19 @@ export type RunEventType =
   | "step.retrying"
   | "step.completed"
   | "step.failed"
+  | "step.waiting"
+  | "step.resumed"
+  | "step.canceled"
+  | "model.turn"
+  | "tool.called"
+  | "tool.result"
+  | "input.requested"
+  | "input.answered"
+  | "run.input_required"
+  | "run.working"
   | "run.completed"
-  | "run.failed";
+  | "run.failed"
+  | "run.canceled";
 
 export interface StepView {
   id: string;
@@ -66,12 +79,30 @@ export interface StepView {
   agent: string;
   status: StepStatus;
   depth: number;
+  /** Attempts at the current (or last) turn. */
   attempts: number;
+  /** Model turns recorded. */
+  turns: number;
   output: string | null;
   error: string | null;
   model: string | null;
+  /** How the agent ended it: SUCCESS, PARTIAL or FAILED (complete_agent_execution). */
+  resultStatus: string | null;
+  usage: { inputTokens?: number; outputTokens?: number; turns?: number } | null;
   createdAt: number;
   updatedAt: number;
+  startedAt: number | null;
+  finishedAt: number | null;
+}
+
+/** A question a step of the run is waiting on, answered with POST /runs/{id}/input/{requestId}. */
+export interface PendingInput {
+  requestId: string;
+  stepId: string;
+  agent: string;
+  prompt: string;
+  inputType: string;
+  choices?: string[];
 }
 
 export interface RunSnapshot {
@@ -87,6 +118,8 @@ export interface RunSnapshot {
   updatedAt: number;
   lastSeq: number;
   steps: StepView[];
+  /** Questions waiting for a person. */
+  inputs: PendingInput[];
 }
 
 /** What the executor needs to run one step, handed out by the run object on claim. */
@@ -115,6 +148,10 @@ export interface StepJob {
   runId: string;
   orgId: string;
   stepId: string;
+  /** The turn this job runs (1 when absent: jobs made before turns existed). */
+  turn?: number;
+  /** The internal token the executor verifies before running anything (src/auth/internal-jwt.ts). */
+  token?: string;
 }
 
 /** A queue message asking for a repository sync (webhook deliveries, the cron sweep). */

@@ -1,0 +1,214 @@
+/**
+ * One turn of one step, as the executor runs it: claim the turn from the run object, load
+ * the agent, call its model once with the platform tools (no `execute`: the model's tool
+ * calls come back to us), check each call's arguments, resolve `call_agent` targets (this
+ * side has D1), and report the turn to the run object, which carries the calls out (child
+ * steps, input requests, run data) and queues what comes next. The executor never waits
+ * for a child or a person: the run object queues the parent's next turn when they settle.
+ */
+import { APICallError, generateText } from "ai";
+import type { AgentRef } from "../agents/snapshot";
+import { loadAgent } from "../agents/snapshot";
+import { resolveAgentCall, type CallerAgent } from "../agents/resolve";
+import type { AuditEntry } from "../audit/log";
+import { agentsOfRepository, listExposedAgents } from "../db/agents";
+import { db as dbOf } from "../db/client";
+import { orgById } from "../db/orgs";
+import type { OrgScope } from "../db/scope";
+import { AppError } from "../errors";
+import { resolveModel, type ModelConfig } from "../llm/registry";
+import type { Json } from "../runs/types";
+import { runStub } from "../runs/stub";
+import { checkToolArgs, platformTools, type CallableAgent } from "../tools/platform";
+import { messageText } from "./machine";
+import type { ConversationMessage, TurnContext, TurnOutcome, TurnToolCall } from "./types";
+
+export type AuditSink = (entry: AuditEntry) => void;
+
+export interface TurnJobResult {
+  orgId: string | null;
+  /** Let the queue deliver the job again (with backoff). */
+  retry: boolean;
+}
+
+const MAX_CALLABLE_LISTED = 50;
+
+/** Transient model errors are retried by the queue; anything else fails the step with its reason. */
+export function isTransient(err: unknown): boolean {
+  if (err instanceof AppError) return err.status >= 500;
+  if (APICallError.isInstance(err)) {
+    const status = err.statusCode;
+    return status === undefined || status === 408 || status === 409 || status === 429 || status >= 500;
+  }
+  const name = err instanceof Error ? err.name : "";
+  return name === "TimeoutError" || name === "AbortError" || /network|fetch failed|connection/i.test(err instanceof Error ? err.message : "");
+}
+
+/** The provider's reason for a failed call, as the step's error. */
+export function modelErrorText(err: unknown): string {
+  if (APICallError.isInstance(err)) {
+    let reason = err.message;
+    try {
+      const body = err.responseBody ? (JSON.parse(err.responseBody) as { error?: { message?: string } }) : null;
+      if (body?.error?.message) reason = body.error.message;
+    } catch {
+      // not JSON
+    }
+    return `the model provider refused the call${err.statusCode ? ` (HTTP ${err.statusCode})` : ""}: ${reason}`;
+  }
+  return err instanceof Error ? err.message : String(err);
+}
+
+/**
+ * Runs turn `turn` of a step. `attempts` is the queue's delivery count; `maxAttempts` the
+ * most the queue will try. `modelConfig` gives the org's model configuration.
+ */
+export async function runTurn(
+  job: { runId: string; orgId: string; stepId: string; turn: number },
+  attempts: number,
+  maxAttempts: number,
+  env: Env,
+  modelConfig: (orgId: string) => Promise<ModelConfig>,
+  audit: AuditSink,
+): Promise<TurnJobResult> {
+  const run = runStub(env, job.runId);
+  let ctx: TurnContext | null;
+  try {
+    ctx = await run.claimTurn(job.orgId, job.stepId, job.turn);
+  } catch (err) {
+    console.error(`executor: claim ${job.runId}/${job.stepId}#${job.turn} failed: ${errorText(err)}`);
+    return { orgId: null, retry: true };
+  }
+  if (!ctx) return { orgId: null, retry: false }; // recorded already, finished, or canceled: nothing to run
+
+  const who = { actor: ctx.initiatedBy ?? "system", userId: ctx.userId, runId: ctx.runId, stepId: ctx.stepId };
+  const started = Date.now();
+  try {
+    const [agent, cfg, scope] = await Promise.all([loadAgent(env.SNAPSHOTS, ctx.orgId, ctx.agent), modelConfig(ctx.orgId), orgById(dbOf(env), ctx.orgId)]);
+    if (!scope) return { orgId: null, retry: false }; // the org is gone
+    const { model, id } = resolveModel(cfg, agent.frontmatter.model);
+    const caller: CallerAgent = { repositoryId: ctx.agent.repositoryId, name: ctx.agent.name, allowedAgents: agent.frontmatter.allowedAgents };
+    const callable = await callableAgents(env, scope, caller);
+    const messages: ConversationMessage[] = ctx.messages.length > 0 ? ctx.messages : [{ role: "user", content: messageText(ctx.input) }];
+    let result: Awaited<ReturnType<typeof generateText>>;
+    try {
+      result = await generateText({
+        model,
+        system: agent.systemPrompt,
+        // The stored conversation is the AI SDK's own message shape, kept as JSON.
+        messages: messages as unknown as Parameters<typeof generateText>[0]["messages"] & object,
+        tools: platformTools(callable),
+        ...(agent.frontmatter.temperature !== undefined ? { temperature: agent.frontmatter.temperature } : {}),
+        ...(agent.frontmatter.maxTokens !== undefined ? { maxOutputTokens: agent.frontmatter.maxTokens } : {}),
+        // Retries go through the queue (with backoff), not inside one consumer invocation.
+        maxRetries: 0,
+      });
+    } catch (err) {
+      audit({ ...who, action: "model.call", resource: `/models/${id}`, outcome: "error", durationMs: Date.now() - started, input: { turn: ctx.turn }, error: errorText(err) });
+      throw err;
+    }
+    const usage = { inputTokens: result.usage.inputTokens ?? 0, outputTokens: result.usage.outputTokens ?? 0 };
+    audit({
+      ...who,
+      action: "model.call",
+      resource: `/models/${id}`,
+      outcome: "success",
+      durationMs: Date.now() - started,
+      input: { turn: ctx.turn, messages: messages.length },
+      output: { text: result.text, toolCalls: result.toolCalls.map((c) => c.toolName), usage },
+    });
+
+    const toolCalls: TurnToolCall[] = [];
+    for (const call of result.toolCalls) {
+      const args = (call.input ?? {}) as Json;
+      const checked = checkToolArgs(call.toolName, args);
+      const entry: TurnToolCall = { id: call.toolCallId, name: call.toolName, args };
+      if (!checked.ok) entry.error = checked.error;
+      else if (call.toolName === "call_agent") {
+        const target = (checked.args as { agent: string }).agent;
+        try {
+          const resolved = await resolveAgentCall(dbOf(env), scope, caller, target);
+          if (resolved.kind === "external") {
+            entry.error = `'${target}' is an external agent; calling external agents is not supported yet`;
+          } else {
+            const a = resolved.agent;
+            const ref: AgentRef = { name: a.name, repositoryId: a.repositoryId, commit: a.commitSha, path: a.path, ...(a.blobSha ? { blobSha: a.blobSha } : {}) };
+            entry.resolved = { agent: ref, qualifiedName: a.isRoot ? a.name : `${a.repositoryName}/${a.name}` };
+          }
+        } catch (err) {
+          entry.error = err instanceof AppError ? err.message : `could not resolve '${target}': ${errorText(err)}`;
+        }
+        audit({
+          ...who,
+          action: "agent.call",
+          resource: `/agents/${entry.resolved?.qualifiedName ?? target}`,
+          outcome: entry.error ? "denied" : "success",
+          input: { caller: ctx.agent.name, internal: true, turn: ctx.turn },
+          ...(entry.error ? { error: entry.error } : {}),
+        });
+      }
+      audit({
+        ...who,
+        action: "tool.execute",
+        resource: `/tools/${call.toolName}`,
+        outcome: entry.error ? "error" : "success",
+        input: { callId: call.toolCallId, args },
+        ...(entry.error ? { error: entry.error } : {}),
+      });
+      toolCalls.push(entry);
+    }
+    const assistant = (result.response.messages.find((m) => m.role === "assistant") ?? { role: "assistant", content: result.text }) as unknown as ConversationMessage;
+    const outcome: TurnOutcome = { assistant, text: result.text, toolCalls, model: id, durationMs: Date.now() - started, usage };
+    await run.recordTurn(ctx.orgId, ctx.stepId, ctx.turn, outcome, agent.frontmatter.maxIterations);
+    audit({ ...who, action: "step.run", resource: `/agents/${ctx.agent.name}`, outcome: "success", durationMs: Date.now() - started, input: { turn: ctx.turn, attempt: ctx.attempt, depth: ctx.depth } });
+    return { orgId: ctx.orgId, retry: false };
+  } catch (err) {
+    const retrying = isTransient(err) && attempts < maxAttempts;
+    const text = modelErrorText(err);
+    audit({ ...who, action: "step.run", resource: `/agents/${ctx.agent.name}`, outcome: "error", durationMs: Date.now() - started, input: { turn: ctx.turn, attempt: ctx.attempt }, error: { message: text, retrying } });
+    try {
+      await run.failTurn(ctx.orgId, ctx.stepId, ctx.turn, text, retrying);
+    } catch (reportErr) {
+      console.error(`executor: could not report failure of ${ctx.runId}/${ctx.stepId}: ${errorText(reportErr)}`);
+    }
+    return { orgId: ctx.orgId, retry: retrying };
+  }
+}
+
+/** The agents a caller may call, as listed in `call_agent`'s description. */
+async function callableAgents(env: Env, scope: OrgScope, caller: CallerAgent): Promise<CallableAgent[]> {
+  const allowed = caller.allowedAgents;
+  if (allowed !== "*" && allowed.length === 0) return [];
+  const d = dbOf(env);
+  if (allowed !== "*") {
+    const out: CallableAgent[] = [];
+    for (const name of allowed.slice(0, MAX_CALLABLE_LISTED)) {
+      try {
+        const r = await resolveAgentCall(d, scope, caller, name);
+        out.push({ name, description: r.kind === "local" ? r.agent.description : r.description });
+      } catch {
+        // not callable now (missing, renamed): not offered
+      }
+    }
+    return out;
+  }
+  const [exposed, same] = await Promise.all([listExposedAgents(d, scope), agentsOfRepository(d, scope, [caller.repositoryId])]);
+  const seen = new Set<string>();
+  const out: CallableAgent[] = [];
+  for (const a of same) {
+    if (a.name === caller.name || seen.has(a.name)) continue;
+    seen.add(a.name);
+    out.push({ name: a.name, description: a.description });
+  }
+  for (const a of exposed) {
+    const name = a.isRoot ? a.name : `${a.repositoryName}/${a.name}`;
+    if (seen.has(name) || (a.repositoryId === caller.repositoryId && a.name === caller.name)) continue;
+    seen.add(name);
+    out.push({ name, description: a.description });
+  }
+  return out.slice(0, MAX_CALLABLE_LISTED);
+}
+
+function errorText(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
