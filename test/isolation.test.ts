@@ -94,6 +94,15 @@ const ROUTES: RouteCase[] = [
     body: () => sendMessage("hello"),
   },
   { method: "GET", pattern: "/runs/:runId", kind: "org", other: () => `/runs/${fx.bRun}`, missing: () => `/runs/${MISSING_UUID}` },
+  { method: "POST", pattern: "/runs/:runId/cancel", kind: "org", other: () => `/runs/${fx.bRun}/cancel`, missing: () => `/runs/${MISSING_UUID}/cancel`, body: () => ({}) },
+  {
+    method: "POST",
+    pattern: "/runs/:runId/input/:requestId",
+    kind: "org",
+    other: () => `/runs/${fx.bRun}/input/${MISSING_UUID}`,
+    missing: () => `/runs/${MISSING_UUID}/input/${MISSING_UUID}`,
+    body: () => ({ answer: "approved" }),
+  },
   {
     method: "GET",
     pattern: "/runs/:runId/events",

@@ -10,6 +10,8 @@ const now = sql`(unixepoch('subsec') * 1000)`;
 export interface OrgSettings {
   /** perClient: requests per window from one client address, counted before authentication. */
   rateLimits?: { perPrincipal?: number; perOrg?: number; perClient?: number; windowSeconds?: number };
+  /** Run limits (src/workflow/types.ts): maxDepth, maxStepsPerRun, maxCallsPerTurn, stepTimeoutMs, allowCycles. */
+  runLimits?: { maxDepth?: number; maxStepsPerRun?: number; maxCallsPerTurn?: number; stepTimeoutMs?: number; allowCycles?: boolean };
 }
 
 export const orgs = sqliteTable(

@@ -3,6 +3,8 @@
  *   GET /runs/{id}                  the run: status, steps, output
  *   GET /runs/{id}/events?after=N   the event log after sequence N (JSON)
  *   GET /runs/{id}/ws?after=N       WebSocket: replay after N, then live events
+ *   POST /runs/{id}/input/{request} answer a pending request for input { answer, comment? }
+ *   POST /runs/{id}/cancel          cancel the run and every unfinished step
  * Another org's run, or a malformed id, answers exactly like a missing run. The org's D1 row
  * is checked before the run's Durable Object is addressed, so an id that was never issued
  * costs the same one query as another org's and never creates an object.
@@ -13,6 +15,9 @@ import { authorize } from "../auth/authorize";
 import { db } from "../db/client";
 import { getRun } from "../db/runs";
 import { AppError } from "../errors";
+import { auditRequest } from "../audit/http";
+import { jsonBody } from "../http/body";
+import { z } from "zod";
 import type { AppEnv } from "../http/app-env";
 import { RUN_ID, runStub } from "./stub";
 
@@ -68,4 +73,49 @@ runRoutes.get("/:runId/ws", async (c) => {
   headers.set(ORG_HEADER, c.get("org").orgId);
   headers.set("x-request-id", c.get("requestId"));
   return runStub(c.env, runId).fetch(new Request(c.req.raw.url, { method: "GET", headers }));
+});
+
+const InputAnswer = z
+  .object({
+    /** The answer: free text, one of the choices, or for an approval "approved" / "rejected". */
+    answer: z.string().min(1).max(64 * 1024),
+    /** An optional comment (approvals, choices). */
+    comment: z.string().max(4_000).optional(),
+  })
+  .strict();
+
+/**
+ * POST /runs/{id}/input/{requestId}: answers one pending `request_user_input` of the run.
+ * Other pending requests (parallel branches) keep waiting. 404 for a request the run does
+ * not wait on (answered already, canceled, or never asked), like a missing run.
+ */
+runRoutes.post("/:runId/input/:requestId", async (c) => {
+  const runId = c.req.param("runId");
+  const requestId = c.req.param("requestId");
+  if (!RUN_ID.test(runId)) throw runNotFound();
+  await authorize(c, `/runs/${runId}`, "write");
+  await requireRunRow(c, runId);
+  const body = await jsonBody(c, InputAnswer);
+  if (!RUN_ID.test(requestId)) throw new AppError("NOT_FOUND", "Input request not found");
+  const stub = runStub(c.env, runId);
+  const answered = await stub.answerInput(c.get("org").orgId, requestId, { answer: body.answer, ...(body.comment ? { comment: body.comment } : {}) });
+  if (answered === null) throw runNotFound();
+  if (!answered) throw new AppError("NOT_FOUND", "Input request not found (answered already, canceled, or never asked)");
+  auditRequest(c, { action: "run.input", resource: `/runs/${runId}`, outcome: "success", input: { requestId, answer: body.answer } });
+  const snapshot = await stub.snapshot(c.get("org").orgId);
+  return c.json({ answered: requestId, status: snapshot?.status ?? null, inputs: snapshot?.inputs ?? [] });
+});
+
+/** POST /runs/{id}/cancel: cancels every unfinished step (descendants too) and the run. Idempotent. */
+runRoutes.post("/:runId/cancel", async (c) => {
+  const runId = c.req.param("runId");
+  if (!RUN_ID.test(runId)) throw runNotFound();
+  await authorize(c, `/runs/${runId}`, "write");
+  await requireRunRow(c, runId);
+  const stub = runStub(c.env, runId);
+  const canceled = await stub.cancel(c.get("org").orgId, `canceled by ${c.get("principal") ?? "a caller"}`);
+  if (canceled === null) throw runNotFound();
+  if (canceled) auditRequest(c, { action: "run.cancel", resource: `/runs/${runId}`, outcome: "success" });
+  const snapshot = await stub.snapshot(c.get("org").orgId);
+  return c.json({ canceled, status: snapshot?.status ?? null });
 });
