@@ -259,8 +259,10 @@ function toModelMessage(message: StoredMessage): ModelMessage {
   return { role: "user", content: text };
 }
 
+/** Exponential backoff with full jitter (1 s, 2 s, 4 s … at most 30 s, each drawn at random up to that), so retries of many steps spread out. */
 function backoffSeconds(attempts: number): number {
-  return Math.min(30, 2 ** Math.max(0, attempts - 1));
+  const cap = Math.min(30, 2 ** Math.max(0, attempts - 1));
+  return Math.max(1, Math.ceil(Math.random() * cap));
 }
 
 function errorText(err: unknown): string {

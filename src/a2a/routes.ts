@@ -16,6 +16,7 @@ import { actorOf, auditRequest } from "../audit/http";
 import type { AppEnv } from "../http/app-env";
 import { BodyTooLargeError, describeLimit, readTextLimited } from "../http/limited-body";
 import { orgBaseUrl } from "../http/org";
+import { limitsFrom } from "../workflow/types";
 import { RUN_ID, runStub } from "../runs/stub";
 import { TERMINAL_RUN_STATUSES, type RunSnapshot } from "../runs/types";
 import { JSONRPC, JsonRpcError, JsonRpcRequest, requestIdOf, rpcError, rpcResult, type JsonRpcId } from "./jsonrpc";
@@ -267,6 +268,7 @@ async function sendMessage(c: Context<AppEnv>, agent: AgentIndexEntry, dialect: 
         initiatedBy: c.get("principal"),
         userId,
         message: req.message,
+        limits: limitsFrom(org.settings),
         // The message itself is added by the run object from the run's own copy.
         audit: { resource: `/agents/${qualifiedName(agent)}`, requestId: c.get("requestId"), input: { commit: agent.commitSha } },
       },
