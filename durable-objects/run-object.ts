@@ -355,7 +355,11 @@ export class RunObject extends DurableObject<Env> implements RunRpc {
       kv: this.ctx.storage.kv,
       run,
       limits: run.limits ?? DEFAULT_LIMITS,
-      saveRun: () => this.save(),
+      saveRun: () => {
+        this.save();
+        // A blocked SendMessage returns at an interruption too: the caller must answer.
+        if (run.status === "input_required") this.wakeWaiters();
+      },
       emit: (type, stepId, data) => void this.append(type, stepId, data),
       enqueue: (job) => void effects.jobs.push(job),
       settle: (status, output, error) => {
@@ -455,8 +459,7 @@ export class RunObject extends DurableObject<Env> implements RunRpc {
         // already closed
       }
     }
-    for (const wake of this.waiters) wake();
-    this.waiters.clear();
+    this.wakeWaiters();
   }
 
   /** Settles the run and brings D1 up to date (or leaves the alarm armed to retry). */
@@ -574,8 +577,14 @@ export class RunObject extends DurableObject<Env> implements RunRpc {
     };
   }
 
+  private wakeWaiters(): void {
+    for (const wake of this.waiters) wake();
+    this.waiters.clear();
+  }
+
+  /** Waits until the run is finished or interrupted (waiting for a person), at most `waitMs`. */
   private waitForSettled(waitMs: number): Promise<void> {
-    if (!this.run || TERMINAL_RUN_STATUSES.has(this.run.status)) return Promise.resolve();
+    if (!this.run || TERMINAL_RUN_STATUSES.has(this.run.status) || this.run.status === "input_required") return Promise.resolve();
     return new Promise((resolve) => {
       const timer = setTimeout(done, waitMs);
       const waiters = this.waiters;
