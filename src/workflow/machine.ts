@@ -12,7 +12,9 @@
  * for turn N) → either finished (completed / failed) or parked: `waiting` on children it
  * called, or `input_required` on a person; when everything it waits on has settled, its
  * tool results are appended to its conversation and turn N+1 is queued. Cancellation and
- * timeouts end unfinished steps and cascade to their descendants.
+ * timeouts end unfinished steps and cascade to their descendants. A step's timeout
+ * (`stepTimeoutMs`) bounds each stretch it is queued or running; while parked it has none
+ * (its children have theirs, and the run's deadline bounds everything).
  *
  * At-least-once: a job names (run, step, turn). A turn is claimed only while the step is
  * queued for it (or its claim's lease ran out), and recorded only once: a redelivered job
@@ -321,8 +323,6 @@ export class RunMachine {
   private refuseCall(step: StepRow, call: TurnToolCall, nth: number): string | null {
     if (!call.resolved) return "the agent could not be resolved";
     if (nth > this.h.limits.maxCallsPerTurn) return `too many agent calls in one turn (at most ${this.h.limits.maxCallsPerTurn})`;
-    if (step.depth + 1 > this.h.limits.maxDepth) return `call depth limit reached (at most ${this.h.limits.maxDepth} levels)`;
-    if (this.count() >= this.h.limits.maxStepsPerRun) return `step limit of the run reached (at most ${this.h.limits.maxStepsPerRun} steps)`;
     if (!this.h.limits.allowCycles) {
       const target = call.resolved.agent;
       for (let s: StepRow | null = step; s; s = s.parent_id ? this.step(s.parent_id) : null) {
@@ -332,6 +332,8 @@ export class RunMachine {
         }
       }
     }
+    if (step.depth + 1 > this.h.limits.maxDepth) return `call depth limit reached (at most ${this.h.limits.maxDepth} levels)`;
+    if (this.count() >= this.h.limits.maxStepsPerRun) return `step limit of the run reached (at most ${this.h.limits.maxStepsPerRun} steps)`;
     return null;
   }
 
@@ -360,7 +362,8 @@ export class RunMachine {
   private park(stepId: string, calls: OpenCall[]): void {
     const waitsForPerson = calls.some((c) => c.status === "pending" && c.requestId);
     const status: StepStatus = waitsForPerson ? "input_required" : "waiting";
-    this.h.sql.exec("UPDATE steps SET status = ?, updated_at = ? WHERE id = ?", status, this.h.now(), stepId);
+    // A parked step has no deadline of its own: what it waits on has (children) or the run's does (people).
+    this.h.sql.exec("UPDATE steps SET status = ?, deadline = NULL, updated_at = ? WHERE id = ?", status, this.h.now(), stepId);
     this.h.emit("step.waiting", stepId, {
       on: calls.filter((c) => c.status === "pending").map((c): Json => (c.childId ? { step: c.childId } : { requestId: c.requestId ?? "" })),
     });
@@ -453,9 +456,10 @@ export class RunMachine {
       return;
     }
     this.h.sql.exec(
-      "UPDATE steps SET status = 'queued', messages = ?, calls = '[]', queued_turn = ?, attempts = 0, updated_at = ? WHERE id = ?",
+      "UPDATE steps SET status = 'queued', messages = ?, calls = '[]', queued_turn = ?, attempts = 0, deadline = ?, updated_at = ? WHERE id = ?",
       JSON.stringify(messages),
       turn + 1,
+      this.h.now() + this.h.limits.stepTimeoutMs,
       this.h.now(),
       stepId,
     );

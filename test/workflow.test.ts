@@ -1,0 +1,392 @@
+/**
+ * Multi-agent runs through real local bindings: the run object (the DAG state machine),
+ * the executor's turn loop and the OpenAI-compatible server on 127.0.0.1, whose scripted
+ * answers (`SCRIPT:<key>` in an agent's input) decide each agent's tool calls, so every
+ * call goes through the real provider path. The run's jobs are recorded instead of queued
+ * and delivered by the test ("the pump"), which can deliver them twice, late, or never.
+ */
+import { createExecutionContext, createMessageBatch, getQueueResult, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
+import { env } from "cloudflare:workers";
+import { beforeAll, describe, expect, it } from "vitest";
+import type { RunObject } from "../durable-objects/run-object";
+import { runStub } from "../src/runs/stub";
+import type { Job, RunEvent, RunInit, RunSnapshot, StepJob } from "../src/runs/types";
+import type { RunLimits } from "../src/workflow/types";
+import worker from "../workers/index";
+import { orgFetch, seedOrg, type SeedResult } from "./helpers";
+
+const ORG = "workflow";
+let seed: SeedResult;
+const compat = () => env.TEST_OPENAI_URL.replace(/\/v1$/, "");
+const modelEnv = () => ({ ...env, OPENAI_BASE_URL: env.TEST_OPENAI_URL, OPENAI_API_KEY: undefined }) as Env;
+
+const agent = (name: string, allowed: string[] = [], extra = "") =>
+  `---\ndescription: ${name} agent\nmodel: gpt-4o-mini\nallowedAgents: [${allowed.join(", ")}]\n${extra}---\nYou are ${name}.\n`;
+
+beforeAll(async () => {
+  seed = await seedOrg(ORG, {
+    "Root/prompt.md": agent("Root", ["Mid", "Leaf", "Asker"]),
+    "Mid/prompt.md": agent("Mid", ["Leaf", "Root"]),
+    "Leaf/prompt.md": agent("Leaf"),
+    "Asker/prompt.md": agent("Asker"),
+    "Looper/prompt.md": agent("Looper", [], "maxIterations: 3\n"),
+  });
+});
+
+type Turn = { toolCalls?: Array<{ name: string; arguments: unknown }>; text?: string; status?: number; times?: number; repeat?: boolean };
+
+async function script(key: string, turns: Turn[]): Promise<void> {
+  const res = await fetch(`${compat()}/__scripts`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ key, turns }) });
+  if (!res.ok) throw new Error(`script ${key}: ${res.status} ${await res.text()}`);
+}
+
+const call = (agentName: string, input: string) => ({ name: "call_agent", arguments: { agent: agentName, input } });
+const complete = (result: string, status = "SUCCESS") => ({ name: "complete_agent_execution", arguments: { result, status } });
+
+/** Model requests of the steps whose input (their first user message) mentions `marker` (a script key). */
+async function requestsFor(marker: string): Promise<any[]> {
+  const all = (await (await fetch(`${compat()}/__requests`)).json()) as any[];
+  const input = (r: any) => {
+    const first = r.messages.find((m: any) => m.role === "user");
+    return typeof first?.content === "string" ? first.content : JSON.stringify(first?.content ?? "");
+  };
+  return all.filter((r) => input(r).includes(marker));
+}
+
+/** A run whose jobs the test delivers. */
+class Pump {
+  readonly sent: StepJob[] = [];
+  readonly run: RunInit;
+  constructor(agentName: string, text: string, limits?: Partial<RunLimits>) {
+    this.run = {
+      runId: crypto.randomUUID(),
+      orgId: seed.org.id,
+      contextId: "ctx",
+      agent: { name: agentName, repositoryId: seed.repository.id, commit: seed.commit, path: `${agentName}/prompt.md` },
+      initiatedBy: null,
+      message: { messageId: crypto.randomUUID(), role: "user", parts: [{ kind: "text", text }] },
+      ...(limits ? { limits } : {}),
+    };
+  }
+  get stub() {
+    return runStub(env, this.run.runId);
+  }
+  async start(): Promise<void> {
+    const sent = this.sent;
+    await runInDurableObject(env.RUNS.get(env.RUNS.idFromName(this.run.runId)), async (obj: RunObject) => {
+      const JOBS = {
+        send: async (job: StepJob) => void sent.push(job),
+        sendBatch: async (msgs: Array<{ body: StepJob }>) => void sent.push(...msgs.map((m) => m.body)),
+      };
+      Object.defineProperty(obj, "env", { value: { ...env, JOBS }, configurable: true });
+      await obj.start(this.run, 0);
+    });
+  }
+  /** Takes the recorded jobs (all, or those matching `pick`). */
+  take(pick: (j: StepJob) => boolean = () => true): StepJob[] {
+    const taken = this.sent.filter(pick);
+    for (const j of taken) this.sent.splice(this.sent.indexOf(j), 1);
+    return taken;
+  }
+  async deliver(jobs: StepJob[], attempts = 1) {
+    const batch = createMessageBatch<Job>("shaman-jobs", jobs.map((body) => ({ id: crypto.randomUUID(), attempts, timestamp: new Date(), body })));
+    const ctx = createExecutionContext();
+    await worker.queue(batch, modelEnv(), ctx);
+    return getQueueResult(batch, ctx);
+  }
+  /** Delivers every job until none is left (each round one batch, concurrently). */
+  async drain(rounds = 20): Promise<void> {
+    for (let i = 0; i < rounds && this.sent.length > 0; i++) await this.deliver(this.take());
+  }
+  async snapshot(): Promise<RunSnapshot> {
+    return (await this.stub.snapshot(this.run.orgId))!;
+  }
+  async events(): Promise<RunEvent[]> {
+    return (await this.stub.events(this.run.orgId, 0, 500))!;
+  }
+}
+
+const byId = (snap: RunSnapshot) => Object.fromEntries(snap.steps.map((s) => [s.id, s]));
+
+describe("a DAG of agent steps", () => {
+  it("runs three levels with a fan-out of five and a join; the parent waits without holding a worker", async () => {
+    await script("dag-root", [{ toolCalls: [1, 2, 3, 4, 5].map((i) => call("Mid", `SCRIPT:dag-mid part ${i}`)) }, { toolCalls: [complete("joined five")] }]);
+    await script("dag-mid", [{ toolCalls: [call("Leaf", "SCRIPT:dag-leaf")] }, { text: "mid done" }]);
+    await script("dag-leaf", [{ text: "leaf result" }]);
+    const p = new Pump("Root", "SCRIPT:dag-root");
+    await p.start();
+    // turn 1 of the root: five children at once, then the root parks
+    const first = await p.deliver(p.take());
+    expect(first.explicitAcks).toHaveLength(1);
+    expect(p.sent.map((j) => [j.stepId, j.turn])).toEqual([["s2", 1], ["s3", 1], ["s4", 1], ["s5", 1], ["s6", 1]]);
+    expect((await p.snapshot()).steps[0]!.status).toBe("waiting");
+    // the five mids in one batch (run concurrently), then five leaves, then mids resume, then the root
+    await p.drain();
+    const snap = await p.snapshot();
+    expect(snap.status).toBe("completed");
+    expect(snap.output).toBe("joined five");
+    expect(snap.steps).toHaveLength(11);
+    const steps = byId(snap);
+    expect(steps.s1).toMatchObject({ agent: "Root", depth: 0, parentId: null, status: "completed", turns: 2, resultStatus: "SUCCESS" });
+    for (const mid of ["s2", "s3", "s4", "s5", "s6"]) expect(steps[mid]).toMatchObject({ agent: "Mid", depth: 1, parentId: "s1", status: "completed", output: "mid done", turns: 2 });
+    const leaves = snap.steps.filter((s) => s.agent === "Leaf");
+    expect(leaves).toHaveLength(5);
+    for (const leaf of leaves) expect(leaf).toMatchObject({ depth: 2, status: "completed", output: "leaf result" });
+    expect(new Set(leaves.map((l) => l.parentId))).toEqual(new Set(["s2", "s3", "s4", "s5", "s6"]));
+    // the join: the root's second model call saw the five results as tool results
+    const rootCalls = await requestsFor("SCRIPT:dag-root");
+    const join = rootCalls.at(-1);
+    const toolMessages = join.messages.filter((m: any) => m.role === "tool");
+    expect(toolMessages).toHaveLength(5);
+    for (const m of toolMessages) expect(JSON.parse(m.content)).toMatchObject({ agent: "Mid", status: "SUCCESS", result: "mid done" });
+    // every step's events are there, in a consistent order, each seq once
+    const events = await p.events();
+    expect(events.map((e) => e.seq)).toEqual(events.map((_, i) => i + 1));
+    expect(events.filter((e) => e.type === "step.completed")).toHaveLength(11);
+    expect(events.filter((e) => e.type === "tool.called" && e.data.tool === "call_agent")).toHaveLength(10);
+    expect(events.at(-1)!.type).toBe("run.completed");
+  });
+
+  it("two parallel branches wait for input at once; answers out of order disturb nothing", async () => {
+    await script("in-root", [{ toolCalls: [call("Asker", "SCRIPT:in-a"), call("Asker", "SCRIPT:in-b")] }, { toolCalls: [complete("both answered")] }]);
+    await script("in-a", [{ toolCalls: [{ name: "request_user_input", arguments: { prompt: "Approve A?", inputType: "approval" } }] }, { text: "A done" }]);
+    await script("in-b", [{ toolCalls: [{ name: "request_user_input", arguments: { prompt: "Pick for B", inputType: "choice", choices: ["x", "y"] } }] }, { text: "B done" }]);
+    const p = new Pump("Root", "SCRIPT:in-root");
+    await p.start();
+    await p.drain();
+    let snap = await p.snapshot();
+    expect(snap.status).toBe("input_required");
+    expect(snap.inputs.map((i) => [i.prompt, i.inputType])).toEqual([
+      ["Approve A?", "approval"],
+      ["Pick for B", "choice"],
+    ]);
+    const [a, b] = snap.inputs;
+    // through the run API: B first
+    const answerB = await orgFetch(ORG, `/runs/${p.run.runId}/input/${b!.requestId}`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ answer: "y" }) });
+    expect(answerB.status).toBe(200);
+    expect(await answerB.json()).toMatchObject({ answered: b!.requestId, status: "input_required", inputs: [{ requestId: a!.requestId }] });
+    await p.drain();
+    snap = await p.snapshot();
+    expect(byId(snap)[b!.stepId]).toMatchObject({ status: "completed", output: "B done" });
+    expect(byId(snap)[a!.stepId]!.status).toBe("input_required");
+    expect(snap.status).toBe("input_required");
+    // the same request twice, or one never asked: 404 like a missing run
+    const again = await orgFetch(ORG, `/runs/${p.run.runId}/input/${b!.requestId}`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ answer: "y" }) });
+    expect(again.status).toBe(404);
+    expect((await orgFetch(ORG, `/runs/${p.run.runId}/input/${a!.requestId}`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ answer: "" }) })).status).toBe(400);
+    const answerA = await orgFetch(ORG, `/runs/${p.run.runId}/input/${a!.requestId}`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ answer: "approved", comment: "fine" }) });
+    expect(answerA.status).toBe(200);
+    await p.drain();
+    snap = await p.snapshot();
+    expect(snap).toMatchObject({ status: "completed", output: "both answered", inputs: [] });
+    // each branch's model saw its own answer as the tool result
+    const aSecond = (await requestsFor("SCRIPT:in-a")).at(-1);
+    expect(JSON.parse(aSecond.messages.find((m: any) => m.role === "tool").content)).toEqual({ requestId: a!.requestId, answer: "approved", comment: "fine" });
+    const types = (await p.events()).map((e) => e.type);
+    expect(types.filter((t) => t === "input.requested")).toHaveLength(2);
+    expect(types.filter((t) => t === "input.answered")).toHaveLength(2);
+    expect(types).toContain("run.input_required");
+    expect(types).toContain("run.working");
+  });
+});
+
+describe("cancellation", () => {
+  it("cancels every unfinished step down to grandchildren; a turn in flight is dropped and queues nothing", async () => {
+    await script("cx-root", [{ toolCalls: [call("Mid", "SCRIPT:cx-mid")] }, { text: "never" }]);
+    await script("cx-mid", [{ toolCalls: [call("Leaf", "SCRIPT:cx-leaf"), call("Leaf", "SCRIPT:cx-leaf two")] }, { text: "never" }]);
+    await script("cx-leaf", [{ text: "leaf" }]);
+    const p = new Pump("Root", "SCRIPT:cx-root");
+    await p.start();
+    await p.deliver(p.take()); // root → mid
+    await p.deliver(p.take()); // mid → two leaves
+    const leafJobs = p.take();
+    expect(leafJobs).toHaveLength(2);
+    // one leaf's turn is in flight (claimed) when the run is canceled
+    const claimed = await p.stub.claimTurn(p.run.orgId, leafJobs[0]!.stepId, 1);
+    expect(claimed).not.toBeNull();
+    const res = await orgFetch(ORG, `/runs/${p.run.runId}/cancel`, { method: "POST" });
+    expect(await res.json()).toEqual({ canceled: true, status: "canceled" });
+    const snap = await p.snapshot();
+    expect(snap.steps.map((s) => [s.agent, s.status])).toEqual([
+      ["Root", "canceled"],
+      ["Mid", "canceled"],
+      ["Leaf", "canceled"],
+      ["Leaf", "canceled"],
+    ]);
+    // the in-flight turn finishes but is dropped and queues nothing
+    const late = await p.stub.recordTurn(p.run.orgId, leafJobs[0]!.stepId, 1, { assistant: { role: "assistant", content: "late" }, text: "late", toolCalls: [], model: "m", durationMs: 1, usage: { inputTokens: 1, outputTokens: 1 } }, 10);
+    expect(late).toBe(false);
+    expect(p.sent).toEqual([]);
+    // the other leaf's job arrives: nothing runs
+    const before = (await requestsFor("SCRIPT:cx-leaf")).length;
+    const result = await p.deliver([leafJobs[1]!]);
+    expect(result.explicitAcks).toHaveLength(1);
+    expect((await requestsFor("SCRIPT:cx-leaf")).length).toBe(before);
+    // idempotent; the run stays canceled
+    expect(await (await orgFetch(ORG, `/runs/${p.run.runId}/cancel`, { method: "POST" })).json()).toEqual({ canceled: false, status: "canceled" });
+    const events = await p.events();
+    expect(events.filter((e) => e.type === "step.canceled")).toHaveLength(4);
+    expect(events.at(-1)!.type).toBe("run.canceled");
+    const row = await env.DB.prepare("SELECT status FROM runs WHERE id = ?").bind(p.run.runId).first<{ status: string }>();
+    expect(row?.status).toBe("canceled");
+  });
+});
+
+describe("timeouts", () => {
+  it("a step that is not run in time fails; its parent's model gets the error and goes on", async () => {
+    await script("to-root", [{ toolCalls: [call("Leaf", "SCRIPT:to-leaf")] }, { text: "went on without the leaf" }]);
+    const p = new Pump("Root", "SCRIPT:to-root", { stepTimeoutMs: 60_000 });
+    await p.start();
+    await p.deliver(p.take());
+    const leafJob = p.take();
+    expect(leafJob).toHaveLength(1);
+    // the leaf's job is lost; the alarm (the earliest deadline is the leaf's) fails it
+    expect(await runDurableObjectAlarm(env.RUNS.get(env.RUNS.idFromName(p.run.runId)))).toBe(true);
+    const snap = await p.snapshot();
+    expect(byId(snap).s2).toMatchObject({ agent: "Leaf", status: "failed", error: expect.stringMatching(/^the step timed out/) });
+    expect(byId(snap).s1!.status).toBe("queued");
+    await p.drain();
+    expect(await p.snapshot()).toMatchObject({ status: "completed", output: "went on without the leaf" });
+    const second = (await requestsFor("SCRIPT:to-root")).at(-1);
+    expect(second.messages.find((m: any) => m.role === "tool").content).toMatch(/agent Leaf failed: the step timed out/);
+  });
+
+  it("a run past its deadline fails with every unfinished step", async () => {
+    await script("rto-root", [{ toolCalls: [call("Leaf", "SCRIPT:rto-leaf")] }]);
+    const p = new Pump("Root", "SCRIPT:rto-root", { stepTimeoutMs: 24 * 3_600_000 });
+    await p.start();
+    await p.deliver(p.take());
+    expect(await runDurableObjectAlarm(env.RUNS.get(env.RUNS.idFromName(p.run.runId)))).toBe(true);
+    const snap = await p.snapshot();
+    expect(snap.status).toBe("failed");
+    expect(snap.error).toMatch(/^the run timed out/);
+    expect(snap.steps.map((s) => s.status)).toEqual(["failed", "failed"]);
+  });
+});
+
+describe("at-least-once delivery", () => {
+  it("a job delivered twice (same batch, or later) never calls the model twice nor duplicates an event", async () => {
+    await script("dup-root", [{ toolCalls: [call("Leaf", "SCRIPT:dup-leaf")] }, { toolCalls: [complete("once")] }]);
+    await script("dup-leaf", [{ text: "leaf once" }]);
+    const p = new Pump("Root", "SCRIPT:dup-root");
+    await p.start();
+    const [rootJob] = p.take();
+    await p.deliver([rootJob!, rootJob!]); // twice in one batch
+    await p.deliver([rootJob!]); // and again later
+    const [leafJob] = p.take();
+    expect(p.sent).toEqual([]);
+    await p.deliver([leafJob!, leafJob!]);
+    await p.deliver([leafJob!]);
+    const [resumed] = p.take();
+    expect(resumed).toMatchObject({ stepId: "s1", turn: 2 });
+    await p.deliver([resumed!]);
+    await p.deliver([resumed!, resumed!]);
+    await p.deliver([rootJob!]); // the first turn's job, long after
+    expect(p.sent).toEqual([]);
+    expect(await p.snapshot()).toMatchObject({ status: "completed", output: "once" });
+    expect(await requestsFor("SCRIPT:dup-root")).toHaveLength(2);
+    expect(await requestsFor("SCRIPT:dup-leaf")).toHaveLength(1);
+    const types = (await p.events()).map((e) => e.type);
+    expect(types.filter((t) => t === "model.turn")).toHaveLength(3);
+    expect(types.filter((t) => t === "step.queued")).toHaveLength(2);
+    expect(types.filter((t) => t === "step.completed")).toHaveLength(2);
+    expect(types.filter((t) => t === "run.completed")).toHaveLength(1);
+  });
+});
+
+describe("model failures", () => {
+  it("retries a model that fails twice, then succeeds", async () => {
+    await script("flaky", [{ status: 503, times: 2, text: "third time lucky" }]);
+    const p = new Pump("Leaf", "SCRIPT:flaky");
+    await p.start();
+    const [job] = p.take();
+    const r1 = await p.deliver([job!], 1);
+    expect(r1.retryMessages).toHaveLength(1);
+    const r2 = await p.deliver([job!], 2);
+    expect(r2.retryMessages).toHaveLength(1);
+    const r3 = await p.deliver([job!], 3);
+    expect(r3.explicitAcks).toHaveLength(1);
+    expect(await p.snapshot()).toMatchObject({ status: "completed", output: "third time lucky" });
+    const types = (await p.events()).map((e) => e.type);
+    expect(types.filter((t) => t === "step.retrying")).toHaveLength(2);
+  });
+
+  it("fails the step at once on a permanent error, with the provider's reason", async () => {
+    await script("refused", [{ status: 400, repeat: true }]);
+    const p = new Pump("Leaf", "SCRIPT:refused");
+    await p.start();
+    const r = await p.deliver(p.take());
+    expect(r.retryMessages).toHaveLength(0);
+    const snap = await p.snapshot();
+    expect(snap.status).toBe("failed");
+    expect(snap.error).toMatch(/^the model provider refused the call \(HTTP 400\)/);
+  });
+
+  it("fails an agent that never completes at maxIterations", async () => {
+    await script("loop", [{ toolCalls: [{ name: "run_data_list", arguments: {} }], repeat: true }]);
+    const p = new Pump("Looper", "SCRIPT:loop");
+    await p.start();
+    await p.drain();
+    const snap = await p.snapshot();
+    expect(snap.status).toBe("failed");
+    expect(snap.error).toBe("the agent did not complete within maxIterations (3 turns)");
+    expect(snap.steps[0]!.turns).toBe(3);
+    expect(await requestsFor("SCRIPT:loop")).toHaveLength(3);
+  });
+});
+
+describe("limits and bad tool calls", () => {
+  it("refuses a cycle and the depth limit as tool errors the model sees", async () => {
+    await script("cyc-root", [{ toolCalls: [call("Mid", "SCRIPT:cyc-mid")] }, { text: "root done" }]);
+    await script("cyc-mid", [{ toolCalls: [call("Root", "back to root"), call("Leaf", "SCRIPT:cyc-leaf")] }, { text: "mid saw refusals" }]);
+    const p = new Pump("Root", "SCRIPT:cyc-root", { maxDepth: 1 });
+    await p.start();
+    await p.drain();
+    const snap = await p.snapshot();
+    expect(snap).toMatchObject({ status: "completed", output: "root done" });
+    expect(snap.steps.map((s) => s.agent)).toEqual(["Root", "Mid"]);
+    const midSecond = (await requestsFor("SCRIPT:cyc-mid")).at(-1);
+    const results = midSecond.messages.filter((m: any) => m.role === "tool").map((m: any) => m.content);
+    expect(results[0]).toMatch(/cycle refused: Root is already running in this call chain \(Root → Mid\)/);
+    expect(results[1]).toMatch(/call depth limit reached \(at most 1 levels\)/);
+  });
+
+  it("answers a tool call whose arguments fail their schema with an error, and an agent not allowed", async () => {
+    await script("bad-args", [
+      { toolCalls: [{ name: "call_agent", arguments: { agent: 5 } }, { name: "request_user_input", arguments: { prompt: "p", inputType: "choice" } }, call("Asker", "not allowed for Leaf")] },
+      { text: "recovered" },
+    ]);
+    const p = new Pump("Leaf", "SCRIPT:bad-args");
+    await p.start();
+    await p.drain();
+    expect(await p.snapshot()).toMatchObject({ status: "completed", output: "recovered" });
+    const second = (await requestsFor("SCRIPT:bad-args")).at(-1);
+    const results = second.messages.filter((m: any) => m.role === "tool").map((m: any) => m.content);
+    expect(results[0]).toMatch(/invalid arguments for call_agent: agent: /);
+    expect(results[1]).toMatch(/invalid arguments for request_user_input: .*choices/);
+    expect(results[2]).toMatch(/may not call 'Asker': not in its allowedAgents/);
+  });
+
+  it("shares run data between the steps of a run", async () => {
+    await script("rd-root", [
+      { toolCalls: [{ name: "run_data_write", arguments: { key: "invoice/total", value: { amount: 120, currency: "EUR" }, tags: ["invoice"] } }] },
+      { toolCalls: [call("Mid", "SCRIPT:rd-mid")] },
+      { toolCalls: [{ name: "run_data_read", arguments: { key: "verdict" } }] },
+      { text: "done" },
+    ]);
+    await script("rd-mid", [
+      { toolCalls: [{ name: "run_data_query", arguments: { tag: "invoice" } }, { name: "run_data_write", arguments: { key: "verdict", value: "ok" } }] },
+      { text: "mid read it" },
+    ]);
+    const p = new Pump("Root", "SCRIPT:rd-root");
+    await p.start();
+    await p.drain();
+    expect(await p.snapshot()).toMatchObject({ status: "completed", output: "done" });
+    const midSecond = (await requestsFor("SCRIPT:rd-mid")).at(-1);
+    expect(JSON.parse(midSecond.messages.find((m: any) => m.role === "tool").content)).toEqual({
+      matches: [{ key: "invoice/total", value: { amount: 120, currency: "EUR" }, tags: ["invoice"] }],
+    });
+    const rootLast = (await requestsFor("SCRIPT:rd-root")).at(-1);
+    expect(JSON.parse(rootLast.messages.filter((m: any) => m.role === "tool").at(-1).content)).toEqual({ key: "verdict", found: true, value: "ok", tags: [] });
+  });
+});
