@@ -4,7 +4,7 @@
  */
 import { env } from "cloudflare:workers";
 import { beforeAll, describe, expect, it } from "vitest";
-import { collect, orgFetch, rpc, seedOrg, sendMessage, type SeedResult } from "./helpers";
+import { collect, eventually, orgFetch, rpc, seedOrg, sendMessage, type SeedResult } from "./helpers";
 
 let seed: SeedResult;
 beforeAll(async () => {
@@ -24,7 +24,9 @@ describe("SendMessage end to end", () => {
     expect(task.artifacts[0]).toMatchObject({ name: "result", parts: [{ mediaType: "text/plain" }] });
     expect(answer).toContain("[shaman-offline/gpt-4o-mini]");
     expect(answer).toContain("Invoice INV-1 from Globex");
-    expect(answer).toContain("ValidateData (SUCCESS)");
+    expect(answer).toContain("- ValidateData (SUCCESS)");
+    expect(answer).toContain("- VendorCheck (SUCCESS)");
+    expect(answer).not.toContain("Approval:");
     expect(task.history.map((m: any) => m.role)).toEqual(["ROLE_USER", "ROLE_AGENT"]);
     expect(task.metadata.shaman).toMatchObject({ agent: "ProcessInvoice", runId: task.id, commit: seed.commit });
 
@@ -38,21 +40,43 @@ describe("SendMessage end to end", () => {
     expect(run).toMatchObject({ runId: task.id, status: "completed", output: answer });
     expect(run).not.toHaveProperty("orgId");
     const { events } = (await (await orgFetch("e2e", `/runs/${task.id}/events?after=0`)).json()) as any;
-    // ProcessInvoice calls ValidateData (its allowedAgents), waits without holding a worker,
-    // resumes with the result and completes: the whole DAG is in the log, in order
-    expect(events.map((e: any) => [e.type, e.stepId])).toEqual([
+    expect(events.map((e: any) => e.seq)).toEqual(events.map((_: unknown, i: number) => i + 1));
+    const pair = (e: any) => [e.type, e.stepId];
+    // ProcessInvoice calls ValidateData and VendorCheck (its allowedAgents) in one turn: both
+    // children are queued in the same transition, and the parent waits without holding a worker
+    expect(events.slice(0, 9).map(pair)).toEqual([
       ["run.created", null],
       ["step.queued", "s1"],
       ["step.started", "s1"],
       ["model.turn", "s1"],
       ["tool.called", "s1"],
       ["step.queued", "s2"],
+      ["tool.called", "s1"],
+      ["step.queued", "s3"],
       ["step.waiting", "s1"],
-      ["step.started", "s2"],
-      ["model.turn", "s2"],
-      ["step.completed", "s2"],
-      ["tool.result", "s1"],
-      ["step.resumed", "s1"],
+    ]);
+    expect(events[3].data).toMatchObject({ agent: "ProcessInvoice", turn: 1, toolCalls: ["call_agent", "call_agent"] });
+    const calls = [events[4].data, events[6].data];
+    expect(calls.map((c: any) => [c.tool, c.args.agent])).toEqual([
+      ["call_agent", "ValidateData"],
+      ["call_agent", "VendorCheck"],
+    ]);
+    expect(events[5].data).toEqual({ agent: "ValidateData", depth: 1, parentId: "s1", callId: calls[0].callId });
+    expect(events[7].data).toEqual({ agent: "VendorCheck", depth: 1, parentId: "s1", callId: calls[1].callId });
+    expect(events[8].data).toEqual({ on: [{ step: "s2" }, { step: "s3" }] });
+    // the children run side by side (their events interleave in any order); each one's
+    // completion is its parent's tool result in the same transition, and the parent resumes
+    // after the second
+    const parallel = events.slice(9, 18);
+    for (const [child, agent, callId] of [["s2", "ValidateData", calls[0].callId], ["s3", "VendorCheck", calls[1].callId]]) {
+      expect(parallel.filter((e: any) => e.stepId === child).map((e: any) => e.type), child).toEqual(["step.started", "model.turn", "step.completed"]);
+      const done = parallel.findIndex((e: any) => e.stepId === child && e.type === "step.completed");
+      expect(parallel[done + 1]).toMatchObject({ type: "tool.result", stepId: "s1", data: { tool: "call_agent", callId, result: { agent, status: "SUCCESS" } } });
+    }
+    expect(parallel.filter((e: any) => e.stepId === "s1").map((e: any) => e.type)).toEqual(["tool.result", "tool.result", "step.resumed"]);
+    expect(parallel.at(-1)).toMatchObject({ type: "step.resumed", stepId: "s1", data: { turn: 2 } });
+    // 20 EUR is below the approval threshold: the second turn completes
+    expect(events.slice(18).map(pair)).toEqual([
       ["step.started", "s1"],
       ["model.turn", "s1"],
       ["tool.called", "s1"],
@@ -60,11 +84,101 @@ describe("SendMessage end to end", () => {
       ["step.completed", "s1"],
       ["run.completed", null],
     ]);
-    expect(events.map((e: any) => e.seq)).toEqual(events.map((_: unknown, i: number) => i + 1));
+    expect(events[20].data).toMatchObject({ tool: "complete_agent_execution", args: { status: "SUCCESS" } });
     expect(run.steps.map((s: any) => [s.id, s.parentId, s.agent, s.status, s.turns])).toEqual([
       ["s1", null, "ProcessInvoice", "completed", 2],
       ["s2", "s1", "ValidateData", "completed", 1],
+      ["s3", "s1", "VendorCheck", "completed", 1],
     ]);
+    expect(run.inputs).toEqual([]);
+  });
+
+  it("asks a person to approve an invoice above the threshold: SendMessage returns at input_required, the run API's answer completes it", async () => {
+    const invoice = "Invoice INV-9 from Globex: 10 x servers at 125 EUR, Total: EUR 1,250.00";
+    const r = await rpc("e2e", "ProcessInvoice", sendMessage(invoice));
+    const task = r.body.result.task;
+    // the blocking call returns when the run needs a person, not only when it ends
+    expect(task.status.state).toBe("TASK_STATE_INPUT_REQUIRED");
+    const waiting = (await (await orgFetch("e2e", `/runs/${task.id}`)).json()) as any;
+    expect(waiting.status).toBe("input_required");
+    expect(waiting.steps.map((s: any) => [s.id, s.agent, s.status])).toEqual([
+      ["s1", "ProcessInvoice", "input_required"],
+      ["s2", "ValidateData", "completed"],
+      ["s3", "VendorCheck", "completed"],
+    ]);
+    expect(waiting.inputs).toHaveLength(1);
+    const request = waiting.inputs[0];
+    expect(request).toMatchObject({ stepId: "s1", agent: "ProcessInvoice", inputType: "approval" });
+    // the approval line of the example's prompt, read by the offline model's rule
+    expect(request.prompt).toContain("Its total 1250 EUR is above the approval threshold of 1000 EUR");
+    expect(request.prompt).toContain("Ask a person to approve any invoice above 1,000 EUR before completing");
+
+    const answered = await orgFetch("e2e", `/runs/${task.id}/input/${request.requestId}`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ answer: "approved", comment: "matches PO-77" }),
+    });
+    expect(answered.status).toBe(200);
+    expect(await answered.json()).toEqual({ answered: request.requestId, status: "working", inputs: [] });
+    const get = () => rpc("e2e", "ProcessInvoice", { jsonrpc: "2.0", id: 2, method: "GetTask", params: { id: task.id } });
+    const done = (await eventually(get, (g) => g.body.result?.status?.state === "TASK_STATE_COMPLETED")).body.result;
+    expect(done.status.state).toBe("TASK_STATE_COMPLETED");
+    const answer = done.artifacts[0].parts[0].text as string;
+    expect(answer).toContain("- ValidateData (SUCCESS)");
+    expect(answer).toContain("- VendorCheck (SUCCESS)");
+    expect(answer).toContain("Approval: approved (comment: matches PO-77)");
+
+    // after the join: ask, park, answer, resume, complete, in this order
+    const { events } = (await (await orgFetch("e2e", `/runs/${task.id}/events?after=0`)).json()) as any;
+    const resumed = events.findIndex((e: any) => e.type === "step.resumed");
+    expect(events.slice(resumed).map((e: any) => [e.type, e.stepId])).toEqual([
+      ["step.resumed", "s1"],
+      ["step.started", "s1"],
+      ["model.turn", "s1"],
+      ["tool.called", "s1"],
+      ["input.requested", "s1"],
+      ["step.waiting", "s1"],
+      ["run.input_required", null],
+      ["input.answered", "s1"],
+      ["tool.result", "s1"],
+      ["step.resumed", "s1"],
+      ["run.working", null],
+      ["step.started", "s1"],
+      ["model.turn", "s1"],
+      ["tool.called", "s1"],
+      ["tool.result", "s1"],
+      ["step.completed", "s1"],
+      ["run.completed", null],
+    ]);
+    const asked = events.find((e: any) => e.type === "input.requested");
+    expect(asked.data).toMatchObject({ requestId: request.requestId, agent: "ProcessInvoice", inputType: "approval" });
+    expect(events.find((e: any) => e.type === "input.answered").data).toEqual({ requestId: request.requestId, callId: asked.data.callId, answer: { answer: "approved", comment: "matches PO-77" } });
+  });
+
+  it("fails the run when the person rejects the invoice", async () => {
+    const r = await rpc("e2e", "ProcessInvoice", sendMessage("Invoice INV-10 from Initech, total 4,000 EUR"));
+    const task = r.body.result.task;
+    expect(task.status.state).toBe("TASK_STATE_INPUT_REQUIRED");
+    const [request] = ((await (await orgFetch("e2e", `/runs/${task.id}`)).json()) as any).inputs;
+    const rejected = await orgFetch("e2e", `/runs/${task.id}/input/${request.requestId}`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ answer: "rejected", comment: "no purchase order" }),
+    });
+    expect(rejected.status).toBe(200);
+    const run = await eventually(
+      async () => (await (await orgFetch("e2e", `/runs/${task.id}`)).json()) as any,
+      (x) => x.status === "failed",
+    );
+    expect(run.status).toBe("failed");
+    expect(run.steps.map((s: any) => [s.agent, s.status, s.resultStatus])).toEqual([
+      ["ProcessInvoice", "failed", "FAILED"],
+      ["ValidateData", "completed", "SUCCESS"],
+      ["VendorCheck", "completed", "SUCCESS"],
+    ]);
+    expect(run.error).toContain("not approved: rejected (no purchase order)");
+    const got = (await rpc("e2e", "ProcessInvoice", { jsonrpc: "2.0", id: 2, method: "GetTask", params: { id: task.id } })).body.result;
+    expect(got.status.state).toBe("TASK_STATE_FAILED");
   });
 
   it("keeps the caller's contextId and honours historyLength", async () => {
