@@ -67,7 +67,7 @@ describe("registering and syncing a repository", () => {
     expect(status).toBe(201);
     repoId = body.repository.id;
     expect(body.sync).toMatchObject({ status: "synced", commit: created.head });
-    expect(body.sync.result.agents).toEqual(["ProcessInvoice", "Summarize", "ValidateData"]);
+    expect(body.sync.result.agents).toEqual(["ProcessInvoice", "Summarize", "ValidateData", "VendorCheck"]);
     expect(body.sync.result.aliases).toBe(1);
     expect(body.repository).toMatchObject({ syncStatus: "synced", lastCommit: created.head, lastError: null });
     expect(body.webhook.secret).toMatch(/^[A-Za-z0-9_-]{40,}$/);
@@ -76,7 +76,7 @@ describe("registering and syncing a repository", () => {
     expect(call.status).toBe(200);
     expect(call.body.result.task.status.state).toBe("TASK_STATE_COMPLETED");
     const listed = await repoAgents(repoId);
-    expect(listed.map((a) => a.name)).toEqual(["ProcessInvoice", "Summarize", "ValidateData"]);
+    expect(listed.map((a) => a.name)).toEqual(["ProcessInvoice", "Summarize", "ValidateData", "VendorCheck"]);
     expect(listed.find((a) => a.name === "ValidateData").exposed).toBe(false);
   });
 
@@ -105,7 +105,7 @@ describe("registering and syncing a repository", () => {
     await admin("repos/gitsync/main/commit", { files: { "Summarize/prompt.md": null } });
     const { body } = await sync(repoId);
     expect(body.sync.result.removed).toEqual(["Summarize"]);
-    expect((await repoAgents(repoId)).map((a) => a.name)).toEqual(["ProcessInvoice", "ValidateData"]);
+    expect((await repoAgents(repoId)).map((a) => a.name)).toEqual(["ProcessInvoice", "ValidateData", "VendorCheck"]);
     const gone = await rpc(ORG, "Summarize", sendMessage("x"));
     expect(gone.status).toBe(404);
   });
@@ -120,7 +120,7 @@ describe("registering and syncing a repository", () => {
     });
     const { body } = await sync(repoId);
     expect(body.sync.status).toBe("synced");
-    expect(body.sync.result.agents).toEqual(["Fresh", "ProcessInvoice", "Typo", "ValidateData"]);
+    expect(body.sync.result.agents).toEqual(["Fresh", "ProcessInvoice", "Typo", "ValidateData", "VendorCheck"]);
     const broken = body.repository.problems.find((p: any) => p.path === "Broken/prompt.md");
     expect(broken).toMatchObject({ severity: "error", line: expect.any(Number) });
     expect(broken.message).toMatch(/YAML/i);
@@ -132,7 +132,7 @@ describe("registering and syncing a repository", () => {
     const { body } = await sync(repoId);
     expect(body.sync).toMatchObject({ status: "synced", commit: head });
     expect(body.sync.result.agents).toEqual(["Solo"]);
-    expect(body.sync.result.removed).toEqual(["Fresh", "ProcessInvoice", "Typo", "ValidateData"]);
+    expect(body.sync.result.removed).toEqual(["Fresh", "ProcessInvoice", "Typo", "ValidateData", "VendorCheck"]);
     expect(body.repository.problems).toEqual([]);
     expect((await rpc(ORG, "Solo", sendMessage("hi"))).body.result.task.status.state).toBe("TASK_STATE_COMPLETED");
   });
