@@ -19,6 +19,7 @@ import { db } from "../src/db/client";
 import { writeRunSummary, type RunSummary } from "../src/db/runs";
 import { AppError, problemResponse } from "../src/errors";
 import type { RunRpc } from "../src/runs/stub";
+import { agentAudience, signInternalToken } from "../src/auth/internal-jwt";
 import { FINISHED, RunMachine, STEP_COLUMNS_V2, type MachineHost, type StepRow } from "../src/workflow/machine";
 import { DEFAULT_LIMITS, type RunLimits, type TurnContext, type TurnOutcome } from "../src/workflow/types";
 import type { Json as JsonValue } from "../src/runs/types";
@@ -218,11 +219,20 @@ export class RunObject extends DurableObject<Env> implements RunRpc {
   // ---- RPC: executor --------------------------------------------------------------
 
   /** Claims turn `turn` of a step for an executor; null when there is nothing to run. */
-  async claimTurn(orgId: string, stepId: string, turn: number): Promise<TurnContext | null> {
+  async claimTurn(orgId: string, stepId: string, turn: number, token?: { jti: string; agent: string }): Promise<TurnContext | null | { refused: "replayed" | "audience" }> {
     if (!this.run || this.run.orgId !== orgId) return null;
-    let ctx: TurnContext | null = null;
-    this.transition((m) => (ctx = m.claimTurn(stepId, turn)));
+    let ctx: TurnContext | null | { refused: "replayed" | "audience" } = null;
+    this.transition((m) => (ctx = m.claimTurn(stepId, turn, token)));
     return ctx;
+  }
+
+  /** A fresh job (and token) for a step still queued for `turn` whose job's token expired unrun. */
+  async reissueTurn(orgId: string, stepId: string, turn: number): Promise<boolean> {
+    if (!this.run || this.run.orgId !== orgId) return false;
+    let reissued = false;
+    const effects = this.transition((m) => (reissued = m.reissueTurn(stepId, turn)));
+    await this.afterTransition(effects);
+    return reissued;
   }
 
   /** Records a model turn and carries out its tool calls (children, input requests, run data). */
@@ -245,7 +255,8 @@ export class RunObject extends DurableObject<Env> implements RunRpc {
   async claimStep(orgId: string, stepId: string): Promise<StepContext | null> {
     const step = this.run?.orgId === orgId ? this.machine().step(stepId) : null;
     if (!step || step.queued_turn === null) return null;
-    return this.claimTurn(orgId, stepId, step.queued_turn);
+    // No token: never refused.
+    return (await this.claimTurn(orgId, stepId, step.queued_turn)) as TurnContext | null;
   }
 
   async completeStep(orgId: string, stepId: string, result: StepResult): Promise<void> {
@@ -371,6 +382,25 @@ export class RunObject extends DurableObject<Env> implements RunRpc {
     return new RunMachine(host);
   }
 
+  /**
+   * The job as sent: with its internal token (EdDSA/ES256, 5 minutes, audience the step's
+   * agent, the jti the machine recorded for the step's current job), without the bare jti.
+   */
+  private async signed(job: StepJob): Promise<StepJob> {
+    const { jti, ...body } = job;
+    if (!jti || !this.run) return body;
+    const token = await signInternalToken(this.env, {
+      aud: agentAudience(job.orgId, job.agent ?? ""),
+      orgId: job.orgId,
+      runId: job.runId,
+      stepId: job.stepId,
+      depth: job.depth ?? 0,
+      jti,
+      ...(this.run.initiatedBy ? { sub: this.run.initiatedBy } : {}),
+    });
+    return { ...body, token };
+  }
+
   /** Runs one transition synchronously (atomic in this object) and returns what it asks for. */
   private transition(fn: (m: RunMachine) => unknown): Effects {
     const effects: Effects = { jobs: [] };
@@ -391,7 +421,17 @@ export class RunObject extends DurableObject<Env> implements RunRpc {
    */
   private async sendJobs(jobs: StepJob[], keep: boolean): Promise<boolean> {
     if (jobs.length === 0) return true;
-    const results = await Promise.allSettled(jobs.length === 1 ? [this.env.JOBS.send(jobs[0]!)] : [this.env.JOBS.sendBatch(jobs.map((body) => ({ body })))]);
+    let messages: StepJob[];
+    try {
+      messages = await Promise.all(jobs.map((job) => this.signed(job)));
+    } catch (err) {
+      console.error(`run ${this.run?.runId}: could not sign jobs: ${errorText(err)}`);
+      messages = [];
+    }
+    const results =
+      messages.length === 0
+        ? [{ status: "rejected" as const }]
+        : await Promise.allSettled(messages.length === 1 ? [this.env.JOBS.send(messages[0]!)] : [this.env.JOBS.sendBatch(messages.map((body) => ({ body })))]);
     const failed = results.some((r) => r.status === "rejected");
     if (!failed) return true;
     if (keep && this.run) {

@@ -390,3 +390,59 @@ describe("limits and bad tool calls", () => {
     expect(JSON.parse(rootLast.messages.filter((m: any) => m.role === "tool").at(-1).content)).toEqual({ key: "verdict", found: true, value: "ok", tags: [] });
   });
 });
+
+describe("internal tokens on jobs", () => {
+  it("runs a job only with the token the run object issued for it: forged, expired, mis-addressed and replayed tokens are refused and audited", async () => {
+    const { agentAudience, publicJwks, signInternalToken } = await import("../src/auth/internal-jwt");
+    const { generateKeyPair, SignJWT } = await import("jose");
+    await script("jwt-root", [{ toolCalls: [{ name: "run_data_list", arguments: {} }] }, { text: "ran once" }]);
+    const p = new Pump("Root", "SCRIPT:jwt-root");
+    await p.start();
+    const [job] = p.take();
+    expect(job).toMatchObject({ stepId: "s1", turn: 1, agent: "Root", depth: 0, token: expect.stringMatching(/^ey/) });
+    expect(job).not.toHaveProperty("jti");
+    const claims = { orgId: p.run.orgId, runId: p.run.runId, stepId: "s1", depth: 0 };
+    const aud = agentAudience(p.run.orgId, "Root");
+    const b64 = (o: unknown) => btoa(JSON.stringify(o)).replace(/=+$/, "").replace(/\+/g, "-").replace(/\//g, "_");
+    const now = Math.floor(Date.now() / 1000);
+    const payload = { iss: "localhost", aud, org_id: claims.orgId, run_id: claims.runId, step_id: "s1", depth: 0, jti: crypto.randomUUID(), iat: now, exp: now + 300 };
+    const kid = (await publicJwks(env)).keys[0]!.kid!;
+    const other = await generateKeyPair("EdDSA", { crv: "Ed25519" });
+    const forged: Record<string, string> = {
+      none: `${b64({ alg: "none", typ: "JWT" })}.${b64(payload)}.`,
+      otherKey: await new SignJWT(payload).setProtectedHeader({ alg: "EdDSA", kid, typ: "JWT" }).sign(other.privateKey),
+      expired: await signInternalToken(env, { ...claims, aud }, { now: new Date(Date.now() - 10 * 60_000) }),
+      otherAudience: await signInternalToken(env, { ...claims, aud: agentAudience(p.run.orgId, "Leaf") }),
+      otherStep: await signInternalToken(env, { ...claims, stepId: "s9", aud }),
+      notThisJob: await signInternalToken(env, { ...claims, aud }),
+    };
+    for (const [name, token] of Object.entries(forged)) {
+      const r = await p.deliver([{ ...job!, token }]);
+      expect(r.explicitAcks, name).toHaveLength(1);
+    }
+    // a job naming another agent with a token for it
+    await p.deliver([{ ...job!, agent: "Leaf", token: await signInternalToken(env, { ...claims, aud: agentAudience(p.run.orgId, "Leaf") }) }]);
+    // nothing ran
+    expect(await requestsFor("SCRIPT:jwt-root")).toHaveLength(0);
+    expect((await p.snapshot()).steps[0]).toMatchObject({ status: "queued", attempts: 0 });
+    // the expired one made the run object issue a fresh job for the step
+    const fresh = p.take();
+    expect(fresh).toHaveLength(1);
+    expect(fresh[0]!.token).not.toBe(job!.token);
+    // the original job was superseded by the fresh one: its token is no longer the step's
+    await p.deliver([job!]);
+    expect(await requestsFor("SCRIPT:jwt-root")).toHaveLength(0);
+    // the fresh job runs; its token replayed on the next turn's job is refused
+    await p.deliver([fresh[0]!]);
+    const [turn2] = p.take();
+    expect(turn2).toMatchObject({ stepId: "s1", turn: 2 });
+    await p.deliver([{ ...turn2!, token: fresh[0]!.token }]);
+    expect(await requestsFor("SCRIPT:jwt-root")).toHaveLength(1);
+    await p.deliver([turn2!]);
+    expect(await p.snapshot()).toMatchObject({ status: "completed", output: "ran once" });
+    expect(await requestsFor("SCRIPT:jwt-root")).toHaveLength(2);
+    const rows = await env.DB.prepare("SELECT summary FROM audit_log WHERE run_id = ? AND action = 'job.refused' ORDER BY id").bind(p.run.runId).all<{ summary: string }>();
+    const reasons = rows.results.map((r) => JSON.parse(r.summary).input.reason).sort();
+    expect(reasons).toEqual(["alg", "audience", "audience", "claims", "expired", "replayed", "replayed", "replayed", "signature"].sort());
+  });
+});

@@ -132,7 +132,7 @@ async function handleJob(message: Message<Job>, env: Env, audit: AuditBuffer): P
   // The turn loop lives in src/workflow/turn.ts; this adapter only maps its outcome to the queue.
   const orgId = job.orgId;
   return runTurn(
-    { runId: job.runId, orgId, stepId: job.stepId, turn: typeof job.turn === "number" && job.turn >= 1 ? job.turn : 1 },
+    { runId: job.runId, orgId, stepId: job.stepId, turn: typeof job.turn === "number" && job.turn >= 1 ? job.turn : 1, token: job.token, agent: job.agent },
     message.attempts,
     MAX_ATTEMPTS,
     env,

@@ -87,6 +87,8 @@ export interface InternalTokenClaims {
   depth: number;
   /** The original user (principal id) the work is done for, if any. */
   sub?: string;
+  /** The token's id, when the issuer records it (the run object: the current job of a step); random otherwise. */
+  jti?: string;
 }
 
 export interface VerifiedInternalToken extends InternalTokenClaims {
@@ -260,7 +262,7 @@ export async function signInternalToken(env: Env, claims: InternalTokenClaims, o
     .setProtectedHeader({ alg: key.alg, kid: key.kid, typ: "JWT" })
     .setIssuer(internalIssuer(env))
     .setAudience(claims.aud)
-    .setJti(crypto.randomUUID())
+    .setJti(claims.jti ?? crypto.randomUUID())
     .setIssuedAt(iat)
     .setExpirationTime(iat + INTERNAL_TOKEN_TTL_SECONDS);
   if (claims.sub !== undefined) jwt.setSubject(claims.sub);

@@ -13,7 +13,8 @@ export interface RunRpc {
   claimStep(orgId: string, stepId: string): Promise<StepContext | null>;
   completeStep(orgId: string, stepId: string, result: StepResult): Promise<void>;
   failStep(orgId: string, stepId: string, error: string, retrying: boolean): Promise<void>;
-  claimTurn(orgId: string, stepId: string, turn: number): Promise<TurnContext | null>;
+  claimTurn(orgId: string, stepId: string, turn: number, token?: { jti: string; agent: string }): Promise<TurnContext | null | { refused: "replayed" | "audience" }>;
+  reissueTurn(orgId: string, stepId: string, turn: number): Promise<boolean>;
   recordTurn(orgId: string, stepId: string, turn: number, outcome: TurnOutcome, maxIterations: number): Promise<boolean>;
   failTurn(orgId: string, stepId: string, turn: number, error: string, retrying: boolean): Promise<void>;
   cancel(orgId: string, reason?: string): Promise<boolean | null>;

@@ -152,6 +152,11 @@ export interface StepJob {
   turn?: number;
   /** The internal token the executor verifies before running anything (src/auth/internal-jwt.ts). */
   token?: string;
+  /** The step's agent (the token's audience) and depth, as the run object issued them. */
+  agent?: string;
+  depth?: number;
+  /** The token's id, set by the machine and signed by the run object before sending (never sent as such). */
+  jti?: string;
 }
 
 /** A queue message asking for a repository sync (webhook deliveries, the cron sweep). */

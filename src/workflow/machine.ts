@@ -73,6 +73,8 @@ export type StepRow = {
   summary: string | null;
   started_at: number | null;
   finished_at: number | null;
+  /** The id of the token of the step's current job: a job with any other token is refused. */
+  job_jti: string | null;
 };
 
 /** The columns the machine adds to the original `steps` table (objects made before get them on load). */
@@ -90,6 +92,7 @@ export const STEP_COLUMNS_V2: Array<[string, string]> = [
   ["summary", "TEXT"],
   ["started_at", "INTEGER"],
   ["finished_at", "INTEGER"],
+  ["job_jti", "TEXT"],
 ];
 
 /** What the machine reads and writes of the run record. */
@@ -148,11 +151,12 @@ export class RunMachine {
     const now = this.h.now();
     const run = this.h.run;
     const id = `s${run.nextStep++}`;
+    const jti = crypto.randomUUID();
     run.updatedAt = now;
     this.h.saveRun();
     this.h.sql.exec(
-      `INSERT INTO steps (id, parent_id, agent, status, depth, attempts, created_at, updated_at, turn, queued_turn, call_id, input, messages, calls, deadline)
-       VALUES (?, ?, ?, 'queued', ?, 0, ?, ?, 0, 1, ?, ?, '[]', '[]', ?)`,
+      `INSERT INTO steps (id, parent_id, agent, status, depth, attempts, created_at, updated_at, turn, queued_turn, call_id, input, messages, calls, deadline, job_jti)
+       VALUES (?, ?, ?, 'queued', ?, 0, ?, ?, 0, 1, ?, ?, '[]', '[]', ?, ?)`,
       id,
       s.parentId,
       JSON.stringify(s.agent),
@@ -162,9 +166,10 @@ export class RunMachine {
       s.callId,
       JSON.stringify(s.input),
       now + this.h.limits.stepTimeoutMs,
+      jti,
     );
     this.h.emit("step.queued", id, { agent: s.agent.name, depth: s.depth, parentId: s.parentId, ...(s.callId ? { callId: s.callId } : {}) });
-    this.h.enqueue({ kind: "step", runId: run.runId, orgId: run.orgId, stepId: id, turn: 1 });
+    this.h.enqueue({ kind: "step", runId: run.runId, orgId: run.orgId, stepId: id, turn: 1, agent: s.agent.name, depth: s.depth, jti });
     return id;
   }
 
@@ -175,11 +180,16 @@ export class RunMachine {
    * turn was recorded already, the step finished or the run is over, or another executor
    * holds a live claim), so a redelivered job is acked without calling the model.
    */
-  claimTurn(stepId: string, turn: number): TurnContext | null {
+  claimTurn(stepId: string, turn: number, token?: { jti: string; agent: string }): TurnContext | null | { refused: "replayed" | "audience" } {
     const run = this.h.run;
     if (FINISHED_RUN.has(run.status)) return null;
     const step = this.step(stepId);
     if (!step || FINISHED.has(step.status) || step.queued_turn !== turn) return null;
+    if (token) {
+      // The token must be the one issued for this step's current job, for this step's agent.
+      if ((JSON.parse(step.agent) as AgentRef).name !== token.agent) return { refused: "audience" };
+      if (step.job_jti !== null && step.job_jti !== token.jti) return { refused: "replayed" };
+    }
     const now = this.h.now();
     if (step.status === "running" && (step.lease_until ?? 0) > now) return null;
     if (step.status !== "queued" && step.status !== "running") return null;
@@ -450,22 +460,24 @@ export class RunMachine {
       })),
     });
     const limit = Number.isFinite(maxIterations) ? maxIterations : this.maxIterationsOf(step);
+    const jti = crypto.randomUUID();
     if (turn >= limit) {
       this.h.sql.exec("UPDATE steps SET messages = ?, calls = '[]' WHERE id = ?", JSON.stringify(messages), stepId);
       this.finish(stepId, "failed", null, `the agent did not complete within maxIterations (${limit} turns)`, null, null);
       return;
     }
     this.h.sql.exec(
-      "UPDATE steps SET status = 'queued', messages = ?, calls = '[]', queued_turn = ?, attempts = 0, deadline = ?, updated_at = ? WHERE id = ?",
+      "UPDATE steps SET status = 'queued', messages = ?, calls = '[]', queued_turn = ?, attempts = 0, deadline = ?, job_jti = ?, updated_at = ? WHERE id = ?",
       JSON.stringify(messages),
       turn + 1,
       this.h.now() + this.h.limits.stepTimeoutMs,
+      jti,
       this.h.now(),
       stepId,
     );
     this.h.emit("step.resumed", stepId, { turn: turn + 1 });
     const run = this.h.run;
-    this.h.enqueue({ kind: "step", runId: run.runId, orgId: run.orgId, stepId, turn: turn + 1 });
+    this.h.enqueue({ kind: "step", runId: run.runId, orgId: run.orgId, stepId, turn: turn + 1, agent: (JSON.parse(step.agent) as AgentRef).name, depth: step.depth, jti });
     this.refreshRunStatus();
   }
 
@@ -551,6 +563,20 @@ export class RunMachine {
     if (root) this.cancelStep(root.id, reason);
     for (const s of this.h.sql.exec<StepRow>("SELECT * FROM steps WHERE status NOT IN ('completed','failed','canceled')").toArray()) this.cancelStep(s.id, reason);
     this.h.settle("canceled", null, reason);
+    return true;
+  }
+
+  /**
+   * A new job (and token) for a step still queued for `turn`, when its job's token expired
+   * before it was run (a long queue backlog). False when the step is not waiting for that turn.
+   */
+  reissueTurn(stepId: string, turn: number): boolean {
+    const step = this.step(stepId);
+    if (!step || step.status !== "queued" || step.queued_turn !== turn) return false;
+    const jti = crypto.randomUUID();
+    this.h.sql.exec("UPDATE steps SET job_jti = ?, updated_at = ? WHERE id = ?", jti, this.h.now(), stepId);
+    const run = this.h.run;
+    this.h.enqueue({ kind: "step", runId: run.runId, orgId: run.orgId, stepId, turn, agent: (JSON.parse(step.agent) as AgentRef).name, depth: step.depth, jti });
     return true;
   }
 

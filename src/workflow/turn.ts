@@ -11,6 +11,7 @@ import type { AgentRef } from "../agents/snapshot";
 import { loadAgent } from "../agents/snapshot";
 import { resolveAgentCall, type CallerAgent } from "../agents/resolve";
 import type { AuditEntry } from "../audit/log";
+import { agentAudience, InternalTokenError, verifyInternalToken, type VerifiedInternalToken } from "../auth/internal-jwt";
 import { agentsOfRepository, listExposedAgents } from "../db/agents";
 import { db as dbOf } from "../db/client";
 import { orgById } from "../db/orgs";
@@ -64,7 +65,7 @@ export function modelErrorText(err: unknown): string {
  * most the queue will try. `modelConfig` gives the org's model configuration.
  */
 export async function runTurn(
-  job: { runId: string; orgId: string; stepId: string; turn: number },
+  job: { runId: string; orgId: string; stepId: string; turn: number; token?: string | undefined; agent?: string | undefined },
   attempts: number,
   maxAttempts: number,
   env: Env,
@@ -72,13 +73,47 @@ export async function runTurn(
   audit: AuditSink,
 ): Promise<TurnJobResult> {
   const run = runStub(env, job.runId);
-  let ctx: TurnContext | null;
+  // Nothing runs without the run object's token for exactly this job: verified here
+  // (signature, expiry, audience, org, run, step), and its jti checked by the claim.
+  const refuse = (reason: string, detail: string): TurnJobResult => {
+    audit({
+      actor: "system",
+      runId: job.runId,
+      stepId: job.stepId,
+      action: "job.refused",
+      resource: `/runs/${job.runId}/steps/${job.stepId}`,
+      outcome: "denied",
+      input: { turn: job.turn, reason },
+      error: detail,
+    });
+    console.warn(`executor: refused a job for ${job.runId}/${job.stepId}#${job.turn}: ${reason}`);
+    return { orgId: job.orgId, retry: false };
+  };
+  let verified: VerifiedInternalToken;
   try {
-    ctx = await run.claimTurn(job.orgId, job.stepId, job.turn);
+    if (!job.token || !job.agent) return refuse("missing", "the job carries no internal token");
+    verified = await verifyInternalToken(env, job.token, { aud: agentAudience(job.orgId, job.agent), orgId: job.orgId, runId: job.runId, stepId: job.stepId });
+  } catch (err) {
+    if (err instanceof InternalTokenError) {
+      if (err.reason === "expired") {
+        // A job that waited too long in the queue: the run object issues a fresh one (if the step still waits for it).
+        const reissued = await run.reissueTurn(job.orgId, job.stepId, job.turn).catch(() => false);
+        return refuse("expired", `the job's token expired before it ran${reissued ? "; a new job was issued" : ""}`);
+      }
+      return refuse(err.reason, err.message);
+    }
+    console.error(`executor: cannot verify jobs: ${errorText(err)}`);
+    return { orgId: null, retry: true }; // no key set (configuration): try again later
+  }
+  let claimed: TurnContext | null | { refused: "replayed" | "audience" };
+  try {
+    claimed = await run.claimTurn(job.orgId, job.stepId, job.turn, { jti: verified.jti, agent: job.agent });
   } catch (err) {
     console.error(`executor: claim ${job.runId}/${job.stepId}#${job.turn} failed: ${errorText(err)}`);
     return { orgId: null, retry: true };
   }
+  if (claimed && "refused" in claimed) return refuse(claimed.refused, claimed.refused === "replayed" ? "the token is not the one issued for this step's current job" : "the token is for another agent");
+  const ctx = claimed;
   if (!ctx) return { orgId: null, retry: false }; // recorded already, finished, or canceled: nothing to run
 
   const who = { actor: ctx.initiatedBy ?? "system", userId: ctx.userId, runId: ctx.runId, stepId: ctx.stepId };
