@@ -181,13 +181,13 @@ export async function startDemoGit(files = readTree("examples/agents"), name = "
  * repository) as its root repository and lets Shaman sync it. Returns the API key, the
  * repository and the sync outcome.
  */
-export async function seedDemo(port, { slug = DEMO_ORG.slug, rateLimits, repoUrl }) {
+export async function seedDemo(port, { slug = DEMO_ORG.slug, rateLimits, runLimits, repoUrl }) {
   const boot = await http({
     port,
     path: "/_admin/bootstrap",
     method: "POST",
     headers: { authorization: `Bearer ${LOCAL_BOOTSTRAP_TOKEN}` },
-    body: { org: { slug, name: slug === DEMO_ORG.slug ? DEMO_ORG.name : slug }, owner: { email: `owner@${slug}.test`, identityProvider: "dev" }, apiKey: { name: "local demo" }, ...(rateLimits ? { rateLimits } : {}) },
+    body: { org: { slug, name: slug === DEMO_ORG.slug ? DEMO_ORG.name : slug }, owner: { email: `owner@${slug}.test`, identityProvider: "dev" }, apiKey: { name: "local demo" }, ...(rateLimits ? { rateLimits } : {}), ...(runLimits ? { runLimits } : {}) },
   });
   if (boot.status !== 200) throw new Error(`bootstrapping the demo org failed: ${boot.status} ${boot.text}`);
   const apiKey = boot.json.apiKey.key;

@@ -8,7 +8,7 @@ import { Hono } from "hono";
 import { z } from "zod";
 import { assignUserRole, ensureDefaultRoles } from "../authz/builtin";
 import { db } from "../db/client";
-import { ensureOrg, isValidSlug, setOrgRateLimits } from "../db/orgs";
+import { ensureOrg, isValidSlug, setOrgRateLimits, setOrgRunLimits } from "../db/orgs";
 import { AppError } from "../errors";
 import type { AppEnv } from "../http/app-env";
 import { sha256Hex } from "../util/bytes";
@@ -33,6 +33,16 @@ const BootstrapBody = z.object({
       windowSeconds: z.number().int().positive().max(86_400),
     })
     .optional(),
+  runLimits: z
+    .object({
+      maxDepth: z.number().int().positive().max(64).optional(),
+      maxStepsPerRun: z.number().int().positive().max(10_000).optional(),
+      maxCallsPerTurn: z.number().int().positive().max(500).optional(),
+      stepTimeoutMs: z.number().int().positive().optional(),
+      allowCycles: z.boolean().optional(),
+    })
+    .strict()
+    .optional(),
 });
 
 export const adminRoutes = new Hono<AppEnv>();
@@ -55,6 +65,7 @@ adminRoutes.post("/bootstrap", async (c) => {
   const org = await ensureOrg(d, body.org);
   await ensureDefaultRoles(d, org);
   if (body.rateLimits) await setOrgRateLimits(d, org, body.rateLimits);
+  if (body.runLimits) await setOrgRunLimits(d, org, body.runLimits);
   const providerUserId = body.owner.identityProvider === "dev" ? body.owner.email.toLowerCase() : (body.owner.identityProviderUserId ?? "");
   const owner = await mirrorUser(d, body.owner.identityProvider, providerUserId, body.owner.email.toLowerCase());
   await addMember(d, org, owner.id);

@@ -69,6 +69,15 @@ export async function setOrgRateLimits(db: Db, scope: OrgScope, limits: NonNulla
   bySlug.delete(scope.slug);
 }
 
+/** Sets the org's run limits (src/workflow/types.ts `limitsFrom` reads them), like `setOrgRateLimits`. */
+export async function setOrgRunLimits(db: Db, scope: OrgScope, limits: NonNullable<OrgSettings["runLimits"]>): Promise<void> {
+  await db
+    .update(orgs)
+    .set({ settings: sql`json_set(${orgs.settings}, '$.runLimits', json(${JSON.stringify(limits)}))`, updatedAt: sql`(unixepoch('subsec') * 1000)` })
+    .where(eq(orgs.id, scope.orgId));
+  bySlug.delete(scope.slug);
+}
+
 export function clearOrgCache(): void {
   bySlug.clear();
 }
