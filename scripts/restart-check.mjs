@@ -92,6 +92,17 @@ function printSteps(run, indent = "  ") {
   walk(null, 0);
 }
 
+const BATCH = /\bQUEUE \S+ \d+\/\d+/;
+const BATCH_OR_ERROR = /\bQUEUE \S+ \d+\/\d+|executor:|^run \S+:|wrangler:error/;
+
+/** wrangler's log lines (colours stripped) that match `re`. */
+const logLines = (server, re) =>
+  server
+    .log()
+    .split("\n")
+    .map((l) => l.replace(/\x1b\[[0-9;]*m/g, "").trim())
+    .filter((l) => re.test(l));
+
 const stateLine = (run) => `run ${run.status}; ` + run.steps.map((s) => `${s.agent} ${s.status}`).join(", ");
 
 /** Whether the run has reached the point where the check stops wrangler. */
@@ -162,8 +173,9 @@ async function main() {
       } catch {}
     }
     await server.stop();
+    const before = logLines(server, BATCH).length;
     server = null;
-    log("wrangler dev stopped");
+    log(`wrangler dev stopped (it had logged ${before} queue batch${before === 1 ? "" : "es"})`);
 
     // 3. Start it again on the same state (and port, when it is free again).
     for (let i = 0; i < 40 && !(await portIsFree(port)); i++) await sleep(250);
@@ -207,11 +219,18 @@ async function main() {
     printSteps(run);
     const events = await call(`/runs/${runId}/events?after=0`);
     console.log(`\nEvents (stopped after #${seqBefore}):`);
-    for (const ev of events.json?.events ?? []) {
+    const all = events.json?.events ?? [];
+    for (const ev of all) {
       const d = ev.data ?? {};
       const detail = d.error ?? (d.attempt ? `attempt ${d.attempt}${d.turn ? `, turn ${d.turn}` : ""}` : "");
       console.log(`  ${ev.seq === seqBefore + 1 ? "── restart ──\n  " : ""}#${String(ev.seq).padEnd(3)} ${ev.at.slice(11, 23)} ${ev.type.padEnd(18)} ${(ev.stepId ?? "").slice(0, 12).padEnd(12)} ${d.agent ?? ""} ${detail}`.trimEnd());
     }
+    if (!all.some((ev) => ev.seq > seqBefore)) console.log("  ── restart ── (no event since)");
+    // What the restarted runtime did with the queue: wrangler logs a line per batch delivered
+    // ("QUEUE shaman-jobs 2/2 (1600ms)"), and the executor and run object log their errors.
+    const lines = logLines(server, BATCH_OR_ERROR);
+    console.log(`\nQueue batches delivered (and errors) logged by the restarted wrangler dev: ${lines.length ? "" : "none"}`);
+    for (const l of lines.slice(-20)) console.log(`  ${l}`);
     const notDone = run.steps.filter((s) => s.status !== "completed");
     ok = run.status === "completed" && notDone.length === 0 && run.steps.length === 1 + CHILDREN.length;
     console.log("");
@@ -225,12 +244,6 @@ async function main() {
       );
     } else {
       log(`FAIL: run ${runId} ended '${run.status}'${run.error ? `: ${run.error}` : ""}; steps not completed: ${notDone.map((s) => `${s.agent} (${s.status})`).join(", ") || "none"}`);
-    }
-    if (!ok) {
-      // What the restarted runtime did with the queue: a batch line per delivery.
-      const lines = server.log().split("\n").filter((l) => /QUEUE|alarm|Error/i.test(l));
-      console.log(`\nQueue deliveries and errors logged by the restarted wrangler dev: ${lines.length ? "" : "none"}`);
-      for (const l of lines.slice(-20)) console.log(`  ${l.replace(/\x1b\[[0-9;]*m/g, "").trim()}`);
     }
     if (args.keep) log(`persist directory kept: ${persistTo}`);
   } finally {
