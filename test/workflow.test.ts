@@ -294,6 +294,31 @@ describe("at-least-once delivery", () => {
   });
 });
 
+describe("at-least-once delivery of the other jobs", () => {
+  it("a sync job delivered twice at once and again later imports the commit once", async () => {
+    const git = env.TEST_GIT_URL;
+    const admin = async (path: string, body?: unknown) =>
+      (await fetch(`${git}/__admin/${path}`, body === undefined ? {} : { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) })).json() as Promise<any>;
+    const created = await admin("repos", { name: "workflow/twice", files: { "Twice/prompt.md": "---\ndescription: twice\n---\nYou help.\n" } });
+    const reg = await orgFetch(ORG, "/repositories", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ name: "twice", gitUrl: created.url, sync: false }) });
+    const repoId = ((await reg.json()) as any).repository.id;
+    const job: Job = { kind: "sync", orgId: seed.org.id, repositoryId: repoId, trigger: "webhook" };
+    const deliver = async (jobs: Job[]) => {
+      const batch = createMessageBatch<Job>("shaman-jobs", jobs.map((body) => ({ id: crypto.randomUUID(), attempts: 1, timestamp: new Date(), body })));
+      const ctx = createExecutionContext();
+      await worker.queue(batch, env, ctx);
+      return getQueueResult(batch, ctx);
+    };
+    expect((await deliver([job, job])).explicitAcks).toHaveLength(2);
+    expect((await deliver([job])).explicitAcks).toHaveLength(1);
+    expect((await admin("stats?repo=workflow/twice"))["upload-pack"]).toBe(1);
+    const rows = await env.DB.prepare("SELECT count(*) AS n FROM audit_log WHERE action = 'repository.sync' AND resource = ?").bind(`/repositories/${repoId}`).first<{ n: number }>();
+    expect(rows?.n).toBe(1);
+    const agents = ((await (await orgFetch(ORG, `/repositories/${repoId}/agents`)).json()) as any).agents;
+    expect(agents.map((a: any) => a.name)).toEqual(["Twice"]);
+  });
+});
+
 describe("model failures", () => {
   it("retries a model that fails twice, then succeeds", async () => {
     await script("flaky", [{ status: 503, times: 2, text: "third time lucky" }]);
