@@ -30,6 +30,10 @@ export default defineConfig(async () => {
             // The tests run as local development (wrangler.toml's own vars are production's).
             ...LOCAL_VARS,
             TEST_DEPLOY_VARS: JSON.stringify(deployVars),
+            // The lost-job watchdog (5 min by default) would otherwise be the earliest alarm of
+            // every run with a queued step; tests that force the alarm mean the run's deadline.
+            // test/workflow.test.ts sets short values where it tests the watchdog itself.
+            JOB_RESEND_AFTER_MS: String(24 * 3_600_000),
           },
         },
       })),

@@ -288,8 +288,9 @@ export class RunObject extends DurableObject<Env> implements RunRpc {
     let effects: Effects = { jobs: [] };
     if (!TERMINAL_RUN_STATUSES.has(run.status)) {
       const stepDue = this.machine().nextStepDeadline();
+      const resendDue = this.machine().nextResendAt();
       const retryDue = Math.min(run.d1RetryAt ?? Infinity, run.outboxRetryAt ?? Infinity);
-      const first = Math.min(run.deadline, stepDue ?? Infinity, retryDue);
+      const first = Math.min(run.deadline, stepDue ?? Infinity, resendDue ?? Infinity, retryDue);
       if (now >= run.deadline || first === run.deadline) {
         const seconds = Math.round((now - run.createdAt) / 1000);
         const error = `the run timed out: not finished after ${seconds} s`;
@@ -297,6 +298,8 @@ export class RunObject extends DurableObject<Env> implements RunRpc {
         this.settleRun("failed", null, error);
       } else if (stepDue !== null && first === stepDue) {
         effects = this.transition((m) => m.timeOutSteps(Math.max(now, stepDue)));
+      } else if (resendDue !== null && first === resendDue) {
+        effects = this.transition((m) => m.resendLostJobs(Math.max(now, resendDue)));
       }
     }
     run.d1RetryAt = null;
@@ -306,6 +309,8 @@ export class RunObject extends DurableObject<Env> implements RunRpc {
     this.save();
     await this.sendJobs([...outbox, ...effects.jobs], true);
     await this.syncD1();
+    // Whatever this alarm was for, the next thing due gets the next one.
+    this.armAlarm();
   }
 
 
@@ -366,6 +371,8 @@ export class RunObject extends DurableObject<Env> implements RunRpc {
       kv: this.ctx.storage.kv,
       run,
       limits: run.limits ?? DEFAULT_LIMITS,
+      turnLeaseMs: config(this.env).turnLeaseMs,
+      resendAfterMs: config(this.env).jobResendAfterMs,
       saveRun: () => {
         this.save();
         // A blocked SendMessage returns at an interruption too: the caller must answer.
@@ -563,8 +570,11 @@ export class RunObject extends DurableObject<Env> implements RunRpc {
     const due: number[] = [];
     if (!TERMINAL_RUN_STATUSES.has(run.status)) {
       due.push(run.deadline);
-      const step = this.machine().nextStepDeadline();
+      const m = this.machine();
+      const step = m.nextStepDeadline();
       if (step !== null) due.push(step);
+      const resend = m.nextResendAt();
+      if (resend !== null) due.push(resend);
     }
     if (run.d1RetryAt !== null) due.push(run.d1RetryAt);
     if (run.outboxRetryAt !== null && run.outboxRetryAt !== undefined) due.push(run.outboxRetryAt);

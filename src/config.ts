@@ -11,6 +11,10 @@ export interface Config {
   runWaitTimeoutMs: number;
   /** A run still unfinished after this long fails as timed out (the run object's alarm). */
   runTimeoutMs: number;
+  /** How long an executor's claim on a turn holds; a step still running after it is presumed lost. */
+  turnLeaseMs: number;
+  /** A step queued this long without being claimed has lost its job: the run object sends it again. */
+  jobResendAfterMs: number;
 }
 
 // Env objects are stable per isolate, so parsing once per object is enough.
@@ -28,6 +32,8 @@ export function config(env: Env): Config {
     devSeed: !production && env.SHAMAN_DEV_SEED === "true",
     runWaitTimeoutMs: positiveInt(env.RUN_WAIT_TIMEOUT_MS, 120_000),
     runTimeoutMs: positiveInt(env.RUN_TIMEOUT_MS, 30 * 60_000),
+    turnLeaseMs: positiveInt(env.TURN_LEASE_MS, 10 * 60_000),
+    jobResendAfterMs: positiveInt(env.JOB_RESEND_AFTER_MS, 5 * 60_000),
   };
   cache.set(env, c);
   return c;

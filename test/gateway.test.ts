@@ -55,7 +55,7 @@ describe("subdomain routing", () => {
   });
 
   it("ignores the fallbacks under production configuration", () => {
-    const prod: Config = { domain: "shaman.example.com", production: true, devRouting: false, devSeed: false, runWaitTimeoutMs: 1, runTimeoutMs: 1 };
+    const prod: Config = { domain: "shaman.example.com", production: true, devRouting: false, devSeed: false, runWaitTimeoutMs: 1, runTimeoutMs: 1, turnLeaseMs: 1, jobResendAfterMs: 1 };
     const req = new Request("https://shaman.example.com/a2a/agents", { headers: { "x-shaman-org": "acme" } });
     expect(orgSlugFor(req, new URL(req.url), prod, undefined)).toBeNull();
     expect(orgSlugFor(req, new URL(req.url), prod, "acme")).toBeNull();

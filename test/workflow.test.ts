@@ -57,7 +57,7 @@ async function requestsFor(marker: string): Promise<any[]> {
 class Pump {
   readonly sent: StepJob[] = [];
   readonly run: RunInit;
-  constructor(agentName: string, text: string, limits?: Partial<RunLimits>) {
+  constructor(agentName: string, text: string, limits?: Partial<RunLimits>, private readonly extraEnv: Record<string, string> = {}) {
     this.run = {
       runId: crypto.randomUUID(),
       orgId: seed.org.id,
@@ -78,7 +78,7 @@ class Pump {
         send: async (job: StepJob) => void sent.push(job),
         sendBatch: async (msgs: Array<{ body: StepJob }>) => void sent.push(...msgs.map((m) => m.body)),
       };
-      Object.defineProperty(obj, "env", { value: { ...env, JOBS }, configurable: true });
+      Object.defineProperty(obj, "env", { value: { ...env, ...this.extraEnv, JOBS }, configurable: true });
       await obj.start(this.run, 0);
     });
   }
@@ -291,6 +291,42 @@ describe("at-least-once delivery", () => {
     expect(types.filter((t) => t === "step.queued")).toHaveLength(2);
     expect(types.filter((t) => t === "step.completed")).toHaveLength(2);
     expect(types.filter((t) => t === "run.completed")).toHaveLength(1);
+  });
+});
+
+describe("lost jobs", () => {
+  it("sends a job again when it was lost, and runs a turn again when its executor died mid-turn", async () => {
+    await script("lost-root", [{ toolCalls: [call("Leaf", "SCRIPT:lost-leaf")] }, { text: "recovered" }]);
+    await script("lost-leaf", [{ text: "leaf ran" }]);
+    const p = new Pump("Root", "SCRIPT:lost-root", undefined, { JOB_RESEND_AFTER_MS: "60000", TURN_LEASE_MS: "60000" });
+    await p.start();
+    const object = () => env.RUNS.get(env.RUNS.idFromName(p.run.runId));
+    // the root's job is lost: the watchdog sends a new one
+    const [lost] = p.take();
+    expect(await runDurableObjectAlarm(object())).toBe(true);
+    const [resent] = p.take();
+    expect(resent).toMatchObject({ stepId: "s1", turn: 1 });
+    expect(resent!.token).not.toBe(lost!.token);
+    await p.deliver([resent!]);
+    // the leaf's executor claims its turn and dies before reporting
+    const [leafJob] = p.take();
+    expect(await p.stub.claimTurn(p.run.orgId, "s2", 1)).not.toBeNull();
+    expect((await p.snapshot()).steps[1]!.status).toBe("running");
+    expect(await runDurableObjectAlarm(object())).toBe(true);
+    const [again] = p.take();
+    expect(again).toMatchObject({ stepId: "s2", turn: 1 });
+    // the dead executor's job, redelivered, runs nothing; the new one runs the turn
+    await p.deliver([leafJob!]);
+    expect(await requestsFor("SCRIPT:lost-leaf")).toHaveLength(0);
+    await p.deliver([again!]);
+    await p.drain();
+    expect(await p.snapshot()).toMatchObject({ status: "completed", output: "recovered" });
+    expect(await requestsFor("SCRIPT:lost-leaf")).toHaveLength(1);
+    const retried = (await p.events()).filter((e) => e.type === "step.retrying").map((e) => [e.stepId, e.data.error]);
+    expect(retried).toEqual([
+      ["s1", "the step's job was lost (it is sent again)"],
+      ["s2", "the executor's claim ran out (the turn is run again)"],
+    ]);
   });
 });
 

@@ -36,3 +36,10 @@ interface Env {
   /** JWK set of private signing keys for internal tokens (`npm run jwks`); the first signs, all verify. Secret; required in production. */
   SHAMAN_JWKS?: string;
 }
+
+interface Env {
+  /** How long an executor's claim on a turn holds (default 600000, 10 min); a step still running after it is run again. */
+  TURN_LEASE_MS?: string;
+  /** A step queued this long without being claimed gets its job sent again (default 300000, 5 min). */
+  JOB_RESEND_AFTER_MS?: string;
+}

@@ -29,8 +29,6 @@ import type { CompletionStatus, ConversationMessage, RunLimits, TurnContext, Tur
 export type { StepStatus };
 export const FINISHED: ReadonlySet<StepStatus> = new Set(["completed", "failed", "canceled"]);
 
-/** A turn's claim holds this long; a step still `running` after it may be claimed again. */
-export const TURN_LEASE_MS = 10 * 60_000;
 const MAX_RESULT_CHARS = 64 * 1024;
 const MAX_INPUT_CHARS = 256 * 1024;
 
@@ -113,6 +111,9 @@ export interface MachineHost {
   readonly kv: SyncKvStorage;
   readonly run: MachineRun;
   readonly limits: RunLimits;
+  /** How long a turn's claim holds, and how long a queued step may go unclaimed before its job is sent again. */
+  readonly turnLeaseMs: number;
+  readonly resendAfterMs: number;
   saveRun(): void;
   emit(type: RunEventType, stepId: string | null, data: Record<string, Json>): void;
   /** Queue a job once the transition is over. */
@@ -191,13 +192,13 @@ export class RunMachine {
       if (step.job_jti !== null && step.job_jti !== token.jti) return { refused: "replayed" };
     }
     const now = this.h.now();
-    if (step.status === "running" && (step.lease_until ?? 0) > now) return null;
+    if (step.status === "running" && (step.lease_until ?? 0) > now) return null; // another executor holds it
     if (step.status !== "queued" && step.status !== "running") return null;
     const attempt = step.attempts + 1;
     this.h.sql.exec(
       "UPDATE steps SET status = 'running', attempts = ?, lease_until = ?, started_at = coalesce(started_at, ?), updated_at = ? WHERE id = ?",
       attempt,
-      now + TURN_LEASE_MS,
+      now + this.h.turnLeaseMs,
       now,
       now,
       stepId,
@@ -578,6 +579,44 @@ export class RunMachine {
     const run = this.h.run;
     this.h.enqueue({ kind: "step", runId: run.runId, orgId: run.orgId, stepId, turn, agent: (JSON.parse(step.agent) as AgentRef).name, depth: step.depth, jti });
     return true;
+  }
+
+  /**
+   * The watchdog for lost jobs (a consumer that died mid-turn, a queue that lost a message,
+   * a restart of the local runtime): a step queued longer than `resendAfterMs` without being
+   * claimed, or running past its claim's lease, is queued again with a fresh job and token.
+   * Harmless when the old job was merely slow: a turn is claimed and recorded once, and the
+   * old job's token is no longer the step's. Returns how many were sent again.
+   */
+  resendLostJobs(now: number): number {
+    const lost = this.h.sql
+      .exec<StepRow>(
+        "SELECT * FROM steps WHERE queued_turn IS NOT NULL AND ((status = 'queued' AND updated_at + ? <= ?) OR (status = 'running' AND lease_until <= ?))",
+        this.h.resendAfterMs,
+        now,
+        now,
+      )
+      .toArray();
+    const run = this.h.run;
+    for (const step of lost) {
+      const jti = crypto.randomUUID();
+      this.h.sql.exec("UPDATE steps SET status = 'queued', lease_until = NULL, job_jti = ?, updated_at = ? WHERE id = ?", jti, now, step.id);
+      this.h.emit("step.retrying", step.id, {
+        attempt: step.attempts,
+        turn: step.queued_turn,
+        error: step.status === "running" ? "the executor's claim ran out (the turn is run again)" : "the step's job was lost (it is sent again)",
+      });
+      this.h.enqueue({ kind: "step", runId: run.runId, orgId: run.orgId, stepId: step.id, turn: step.queued_turn!, agent: (JSON.parse(step.agent) as AgentRef).name, depth: step.depth, jti });
+    }
+    return lost.length;
+  }
+
+  /** When the watchdog next has something to look at (null: nothing queued or running). */
+  nextResendAt(): number | null {
+    const q = this.h.sql.exec<{ t: number | null }>("SELECT min(updated_at) AS t FROM steps WHERE status = 'queued' AND queued_turn IS NOT NULL").one().t;
+    const r = this.h.sql.exec<{ t: number | null }>("SELECT min(lease_until) AS t FROM steps WHERE status = 'running' AND lease_until IS NOT NULL").one().t;
+    const due = [q === null ? null : q + this.h.resendAfterMs, r].filter((t): t is number => t !== null);
+    return due.length ? Math.min(...due) : null;
   }
 
   /** Fails every step whose deadline passed (with its descendants); returns how many. */
