@@ -299,7 +299,9 @@ export class RunObject extends DurableObject<Env> implements RunRpc {
       } else if (stepDue !== null && first === stepDue) {
         effects = this.transition((m) => m.timeOutSteps(Math.max(now, stepDue)));
       } else if (resendDue !== null && first === resendDue) {
-        effects = this.transition((m) => m.resendLostJobs(Math.max(now, resendDue)));
+        // The real clock here, never "as if due": a claim that has not run out belongs to a
+        // live executor, and running its turn again would call the model twice.
+        effects = this.transition((m) => m.resendLostJobs(now));
       }
     }
     run.d1RetryAt = null;

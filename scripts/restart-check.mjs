@@ -36,7 +36,13 @@ const DELAY_MS = Number(args.delay ?? 1500);
 const TIMEOUT_S = Number(args.timeout ?? 180);
 const AT_CHOICES = ["child-running", "parent-waiting", "root-running", "input-required"];
 if (!AT_CHOICES.includes(AT)) throw new Error(`--at must be one of ${AT_CHOICES.join(", ")}`);
-const VARS = args["run-timeout"] ? { RUN_TIMEOUT_MS: String(Number(args["run-timeout"])) } : {};
+// Short watchdog intervals (the run object re-sends a job unclaimed for 5 s, and runs again
+// a turn whose claim is older than 10 s), so the check does not wait the production 5/10 min.
+const VARS = {
+  JOB_RESEND_AFTER_MS: String(Number(args["resend-after"] ?? 5_000)),
+  TURN_LEASE_MS: String(Number(args["turn-lease"] ?? 10_000)),
+  ...(args["run-timeout"] ? { RUN_TIMEOUT_MS: String(Number(args["run-timeout"])) } : {}),
+};
 
 const ORG = "restart";
 const PARENT = "Coordinator";

@@ -13,7 +13,7 @@ import { runStub } from "../src/runs/stub";
 import type { Job, RunEvent, RunInit, RunSnapshot, StepJob } from "../src/runs/types";
 import type { RunLimits } from "../src/workflow/types";
 import worker from "../workers/index";
-import { orgFetch, seedOrg, type SeedResult } from "./helpers";
+import { eventually, orgFetch, seedOrg, type SeedResult } from "./helpers";
 
 const ORG = "workflow";
 let seed: SeedResult;
@@ -298,32 +298,30 @@ describe("lost jobs", () => {
   it("sends a job again when it was lost, and runs a turn again when its executor died mid-turn", async () => {
     await script("lost-root", [{ toolCalls: [call("Leaf", "SCRIPT:lost-leaf")] }, { text: "recovered" }]);
     await script("lost-leaf", [{ text: "leaf ran" }]);
-    const p = new Pump("Root", "SCRIPT:lost-root", undefined, { JOB_RESEND_AFTER_MS: "60000", TURN_LEASE_MS: "60000" });
+    // short watchdog intervals; the run object's own alarm does the rest (no forced alarm:
+    // the watchdog goes by the real clock, so a live claim is never taken over)
+    const p = new Pump("Root", "SCRIPT:lost-root", undefined, { JOB_RESEND_AFTER_MS: "300", TURN_LEASE_MS: "300" });
     await p.start();
-    const object = () => env.RUNS.get(env.RUNS.idFromName(p.run.runId));
     // the root's job is lost: the watchdog sends a new one
     const [lost] = p.take();
-    expect(await runDurableObjectAlarm(object())).toBe(true);
-    const [resent] = p.take();
+    const resent = await eventually(async () => p.sent.find((j) => j.stepId === "s1"), (j) => j !== undefined, 5_000);
     expect(resent).toMatchObject({ stepId: "s1", turn: 1 });
     expect(resent!.token).not.toBe(lost!.token);
-    await p.deliver([resent!]);
+    await p.deliver(p.take());
     // the leaf's executor claims its turn and dies before reporting
-    const [leafJob] = p.take();
+    const [leafJob] = p.take((j) => j.stepId === "s2");
     expect(await p.stub.claimTurn(p.run.orgId, "s2", 1)).not.toBeNull();
-    expect((await p.snapshot()).steps[1]!.status).toBe("running");
-    expect(await runDurableObjectAlarm(object())).toBe(true);
-    const [again] = p.take();
+    const again = await eventually(async () => p.sent.find((j) => j.stepId === "s2"), (j) => j !== undefined, 5_000);
     expect(again).toMatchObject({ stepId: "s2", turn: 1 });
     // the dead executor's job, redelivered, runs nothing; the new one runs the turn
     await p.deliver([leafJob!]);
     expect(await requestsFor("SCRIPT:lost-leaf")).toHaveLength(0);
-    await p.deliver([again!]);
     await p.drain();
     expect(await p.snapshot()).toMatchObject({ status: "completed", output: "recovered" });
     expect(await requestsFor("SCRIPT:lost-leaf")).toHaveLength(1);
+    expect(await requestsFor("SCRIPT:lost-root")).toHaveLength(2);
     const retried = (await p.events()).filter((e) => e.type === "step.retrying").map((e) => [e.stepId, e.data.error]);
-    expect(retried).toEqual([
+    expect(retried.slice(0, 2)).toEqual([
       ["s1", "the step's job was lost (it is sent again)"],
       ["s2", "the executor's claim ran out (the turn is run again)"],
     ]);
