@@ -10,30 +10,49 @@
 //       that does one queue round trip), as send_vs_floor;
 //   (c) repository sync of a 500-agent git repository from a local git http-backend:
 //       first sync, unchanged resync, one changed file, and the cost per file;
-//   (d) orchestration: 10 bare queue round trips in sequence through one new Durable Object
-//       per request (bench/floor `/chain/`), the baseline for Shaman's 10-step chain
-//       (issue 9 benchmark (a), chain_ratio; plug Shaman's load in at `shamanChainLoad`).
+//   (d) orchestration (issue 9), on the bench agents of bench/agents/ (a second root
+//       repository of the org, served by the same local git server):
+//       - Shaman's 10-step sequential chain (Chain01 → … → Chain10, offline model) against
+//         10 bare queue round trips in sequence through one new Durable Object per request
+//         (bench/floor `/chain/`): chain_ratio, at CHAIN_CONNECTIONS and at 1 connection;
+//       - a 100-way fan-out (Fan100, a 500 ms model per turn) against a single branch (Fan1):
+//         fanout_ratio, and the same fan-out on the Agents SDK (a new parent agent calling
+//         100 new agents): fanout_vs_agents_sdk;
+//       - 200 concurrent runs of a three-way fan-out (Tri), each watched over its WebSocket
+//         from the start and checked against its event log: runs_per_s, events_lost.
 import autocannon from "autocannon";
-import { rmSync } from "node:fs";
+import { readdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
-import { ROOT, freePort, http, migrateLocal, seedDemo, startDemoGit, startWrangler } from "../scripts/local.mjs";
+import { ROOT, addGitRepo, freePort, http, migrateLocal, readTree, registerRepository, seedDemo, startDemoGit, startWrangler } from "../scripts/local.mjs";
 
 const DURATION = Number(process.env.BENCH_SECONDS ?? 5);
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 50);
 const SEND_CONNECTIONS = Number(process.env.BENCH_SEND_CONNECTIONS ?? 20);
 const CHAIN_CONNECTIONS = Number(process.env.BENCH_CHAIN_CONNECTIONS ?? SEND_CONNECTIONS);
 const CHAIN_STEPS = 10;
+const FANOUT = 100;
+const FANOUT_ROUNDS = 3;
+const CONCURRENT_RUNS = Number(process.env.BENCH_CONCURRENT_RUNS ?? 200);
+/** Org run limits for the bench agents: a 100-way turn, a 10-deep chain (the root is depth 0). */
+const RUN_LIMITS = { maxCallsPerTurn: 100, maxStepsPerRun: 1000, maxDepth: 16 };
 
-function load({ port, path, host, method = "GET", body, headers = {}, connections = CONNECTIONS, duration = DURATION }) {
+/**
+ * `onResponse(status, body)`, if given, sees every answer (e.g. to count runs that did not
+ * complete). `amount`, if given, replaces `duration`: the round sends that many requests
+ * and ends when all have been answered (nothing left running behind the next round).
+ */
+function load({ port, path, host, method = "GET", body, headers = {}, connections = CONNECTIONS, duration = DURATION, amount, timeout, onResponse }) {
   return new Promise((resolve, reject) => {
     autocannon(
       {
         url: `http://127.0.0.1:${port}${path}`,
         connections,
-        duration,
+        ...(amount ? { amount } : { duration }),
+        ...(timeout ? { timeout } : {}),
         method,
         headers: { host: `${host}:${port}`, ...(body ? { "content-type": "application/json" } : {}), ...headers },
         ...(body ? { body: JSON.stringify(body) } : {}),
+        ...(onResponse ? { requests: [{ onResponse }] } : {}),
       },
       (err, result) => (err ? reject(err) : resolve(result)),
     );
@@ -76,8 +95,12 @@ async function main() {
   const { git, url: repoUrl } = await startDemoGit();
   try {
     // Limits far above what the bench sends: the limiter still runs on every request.
-    const { apiKey } = await seedDemo(shamanPort, { rateLimits: { perPrincipal: 1_000_000_000, perOrg: 1_000_000_000, perClient: 1_000_000_000, windowSeconds: 60 }, repoUrl });
+    const { apiKey } = await seedDemo(shamanPort, { rateLimits: { perPrincipal: 1_000_000_000, perOrg: 1_000_000_000, perClient: 1_000_000_000, windowSeconds: 60 }, runLimits: RUN_LIMITS, repoUrl });
     const auth = { authorization: `Bearer ${apiKey}` };
+    // The orchestration agents (bench/agents/) as a second root repository on the same git server.
+    const benchAgents = readdirSync(join(ROOT, "bench", "agents")).length;
+    const benchRepo = await registerRepository(shamanPort, { apiKey, name: "bench", gitUrl: await addGitRepo(git, "acme/bench-agents", readTree("bench/agents")) });
+    if (benchRepo.sync.result?.agents?.length !== benchAgents) throw new Error(`the bench repository synced ${benchRepo.sync.result?.agents?.length} agents, expected ${benchAgents}: ${JSON.stringify(benchRepo.sync)}`);
     // authenticated with an API key: org by subdomain, key check, authorisation, cached D1 lookups
     const card = { port: shamanPort, host: "acme.localhost", path: "/a2a/agents/ProcessInvoice/.well-known/agent-card.json", headers: auth };
     const check = await http(card);
@@ -149,31 +172,85 @@ async function main() {
     console.log(`  → ${fmt(sendRps / floorRps, 2)}× the floor of this design (${fmt(floorRps, 1)} req/s, p50 ${fmt(meanP50(floorRounds), 1)} ms; target ≥ 0.7×)`);
 
     const s = await syncBench(shamanPort, git.url, auth);
-    const c = await chainBench(floorPort, { meanP50, failures, shaman: { port: shamanPort, auth } });
+    const target = { port: shamanPort, auth };
+    const c = await chainBench(floorPort, { meanP50, failures, shaman: target });
+    const f = await fanoutBench(target, sdkPort);
+    const t = await concurrentBench(target);
     console.log(
       `\nRESULT gateway_ratio=${fmt(ratio, 2)} hello_rps=${fmt(mean(helloRounds))} card_rps=${fmt(mean(cardRounds))} send_rps=${fmt(sendRps, 1)} send_p50_ms=${fmt(p50, 1)} send_errors=${errors} agents_sdk_rps=${fmt(sdkRps, 1)} send_vs_agents_sdk=${fmt(sendRps / sdkRps, 2)} ` +
         `floor_rps=${fmt(floorRps, 1)} floor_p50_ms=${fmt(meanP50(floorRounds), 1)} send_vs_floor=${fmt(sendRps / floorRps, 2)} ` +
         `sync_agents=${SYNC_AGENTS} sync_first_ms=${fmt(s.first)} sync_unchanged_ms=${fmt(s.unchanged)} sync_one_change_ms=${fmt(s.oneChange)} sync_ms_per_file=${fmt(s.first / SYNC_AGENTS, 2)} ` +
         `chain_steps=${CHAIN_STEPS} chain_baseline_ms=${fmt(c.baselineP50, 1)} chain_baseline_rps=${fmt(c.baselineRps, 1)} chain_baseline_1c_ms=${fmt(c.baselineP50One, 1)} baseline_errors=${failures(floorRounds) + c.baselineErrors}` +
-        (c.shaman ? ` shaman_chain_ms=${fmt(c.shaman.p50, 1)} shaman_chain_rps=${fmt(c.shaman.rps, 1)} chain_ratio=${fmt(c.shaman.p50 / c.baselineP50, 2)} chain_ratio_1c=${fmt(c.shaman.p50One / c.baselineP50One, 2)}` : ""),
+        (c.shaman
+          ? ` shaman_chain_ms=${fmt(c.shaman.p50, 1)} shaman_chain_rps=${fmt(c.shaman.rps, 1)} shaman_chain_1c_ms=${fmt(c.shaman.p50One, 1)} shaman_chain_errors=${c.shaman.errors} chain_ratio=${fmt(c.shaman.p50 / c.baselineP50, 2)} chain_ratio_1c=${fmt(c.shaman.p50One / c.baselineP50One, 2)}`
+          : "") +
+        ` fanout=${FANOUT} fanout_branches=${f.branches} fan1_ms=${fmt(f.fan1)} fan100_ms=${fmt(f.fan100)} fanout_ratio=${fmt(f.fan100 / f.fan1, 2)} agents_sdk_fan1_ms=${fmt(f.sdk1)} agents_sdk_fanout_ms=${fmt(f.sdk100)}` +
+        (f.branches !== FANOUT ? ` agents_sdk_fanout_same_ms=${fmt(f.sdkSame)}` : "") +
+        ` fanout_vs_agents_sdk=${fmt(f.sdkSame / f.fan100, 2)}` +
+        ` concurrent_runs=${t.runs} concurrent_completed=${t.completed} runs_per_s=${fmt(t.rps, 1)} concurrent_wall_ms=${fmt(t.wall)} events_total=${t.total} events_lost=${t.lost} events_duplicated=${t.duplicated} events_unexpected=${t.unexpected} ws_errors=${t.problems}`,
     );
   } finally {
     await Promise.all([shaman.stop(), hello.stop(), sdk.stop(), floor.stop(), git.close()]);
   }
 }
 
+/** An A2A SendMessage request body (blocking unless `configuration` says otherwise). */
+const sendMessage = (text, configuration) => ({
+  jsonrpc: "2.0",
+  id: 1,
+  method: "SendMessage",
+  params: { message: { messageId: "bench", role: "ROLE_USER", parts: [{ text }] }, ...(configuration ? { configuration } : {}) },
+});
+
+/** One blocking SendMessage to an agent of the demo org, timed on the client. */
+async function sendOnce({ port, auth }, agent, text = "Benchmark the platform, please.", configuration) {
+  const started = performance.now();
+  const r = await http({ port, host: "acme.localhost", path: `/a2a/agents/${agent}`, method: "POST", headers: { "a2a-version": "1.0", ...auth }, body: sendMessage(text, configuration) });
+  return { ms: performance.now() - started, task: r.json?.result?.task, r };
+}
+
+/** The run behind a task, as `GET /runs/{id}` shows it. */
+async function runSnapshot({ port, auth }, runId) {
+  const r = await http({ port, host: "acme.localhost", path: `/runs/${runId}`, headers: auth });
+  if (r.status !== 200) throw new Error(`GET /runs/${runId} answered ${r.status}: ${r.text}`);
+  return r.json;
+}
+
+/** An autocannon `onResponse` that counts 200 answers whose task did not complete (JSON-RPC errors answer 200 too). */
+function countNotCompleted(counter) {
+  return (status, body) => {
+    if (status !== 200) return; // counted by autocannon as non-2xx
+    let state;
+    try {
+      state = JSON.parse(body)?.result?.task?.status?.state;
+    } catch {}
+    if (state !== "TASK_STATE_COMPLETED") counter.count++;
+  };
+}
+
 /**
- * Shaman's 10-step sequential chain with the offline model (issue 9, benchmark (a)) plugs in
- * HERE: a function `({ port, auth, connections, duration }) => Promise<autocannon result>`
- * (`port`: Shaman's, `auth`: the API key header) that makes one CHAIN_STEPS-step chain per
- * request and answers when it has finished, e.g. `load({ port, host: "acme.localhost",
- * path: "/a2a/agents/<chain agent>", method: "POST", headers: { "a2a-version": "1.0", ...auth },
- * body: <a blocking SendMessage>, connections, duration })`. While it is null only the
- * baseline is measured; once set, its rounds alternate with the baseline's and the bench
- * prints chain_ratio = Shaman's p50 ÷ the baseline's p50 (target ≤ 1.5×) at
- * CHAIN_CONNECTIONS, and chain_ratio_1c alone.
+ * Shaman's 10-step sequential chain with the offline model (issue 9, benchmark (a)): one
+ * blocking SendMessage to Chain01 per request, which calls Chain02, … Chain10 (each link
+ * waits for the next: 10 steps, 19 model turns, each turn a queue job), answered when the
+ * run has completed. Its rounds alternate with the baseline's; the bench prints chain_ratio
+ * = Shaman's p50 ÷ the baseline's p50 (target ≤ 1.5×) at CHAIN_CONNECTIONS, and
+ * chain_ratio_1c alone. A round is `amount` requests, not a duration: a chain takes seconds
+ * under load, and a timed round would leave its last runs going on the server behind the
+ * next round.
  */
-const shamanChainLoad = null;
+const shamanChainLoad = ({ port, auth, connections, amount, onResponse }) =>
+  load({
+    port,
+    host: "acme.localhost",
+    path: "/a2a/agents/Chain01",
+    method: "POST",
+    headers: { "a2a-version": "1.0", ...auth },
+    body: sendMessage("Benchmark the platform, please."),
+    connections,
+    amount,
+    timeout: 120,
+    onResponse,
+  });
 
 /**
  * (d) CHAIN_STEPS bare queue round trips in sequence through one new Durable Object per
@@ -188,8 +265,22 @@ async function chainBench(floorPort, { meanP50, failures, shaman: target }) {
   const probe = await http({ port: floorPort, path: `/chain/probe?hops=${CHAIN_STEPS}` });
   if (probe.json?.hops !== CHAIN_STEPS) throw new Error(`chain baseline answered ${probe.status}: ${probe.text}`);
   await chainLoad(CHAIN_CONNECTIONS, 1);
-  const shamanLoad = shamanChainLoad && ((connections, duration = DURATION) => shamanChainLoad({ ...target, connections, duration }));
-  if (shamanLoad) await shamanLoad(CHAIN_CONNECTIONS, 1);
+  const notCompleted = { count: 0 };
+  let shamanLoad = null;
+  if (shamanChainLoad) {
+    // One chain by hand first: it completes, with exactly CHAIN_STEPS steps, all completed.
+    const one = await sendOnce(target, "Chain01");
+    if (one.task?.status?.state !== "TASK_STATE_COMPLETED") throw new Error(`the Shaman chain did not complete: ${one.r.text}`);
+    const run = await runSnapshot(target, one.task.id);
+    const done = run.steps.filter((st) => st.status === "completed").length;
+    if (run.steps.length !== CHAIN_STEPS || done !== CHAIN_STEPS) throw new Error(`the Shaman chain made ${run.steps.length} steps (${done} completed), expected ${CHAIN_STEPS}`);
+    const chains = (connections, amount) => shamanChainLoad({ ...target, connections, amount, onResponse: countNotCompleted(notCompleted) });
+    // Warm-up: one chain per connection; its latency sizes the rounds to about DURATION each.
+    const wave = await chains(CHAIN_CONNECTIONS, CHAIN_CONNECTIONS);
+    const perConnection = Math.max(2, Math.round((DURATION * 1000) / Math.max(1, wave.latency.p50)));
+    const alone = Math.min(30, Math.max(3, Math.ceil((DURATION * 1000) / Math.max(1, one.ms))));
+    shamanLoad = (connections) => chains(connections, connections === 1 ? alone : connections * perConnection);
+  }
   const baseline = [];
   const shaman = [];
   for (let i = 0; i < 2; i++) {
@@ -203,18 +294,165 @@ async function chainBench(floorPort, { meanP50, failures, shaman: target }) {
   shaman.forEach((r, i) => console.log(`  Shaman chain, ${CHAIN_CONNECTIONS} conn.     round ${i + 1}: ${summary(r)}`));
   if (oneShaman) console.log(`  Shaman chain, 1 connection:        ${summary(oneShaman)}`);
   const mean = (rs) => rs.reduce((s, r) => s + r.requests.average, 0) / rs.length;
+  // A round of `amount` requests: answered requests ÷ the round's length.
+  const meanRate = (rs) => rs.reduce((s, r) => s + r.requests.total / r.duration, 0) / rs.length;
   const r = {
     baselineP50: meanP50(baseline),
     baselineRps: mean(baseline),
     baselineP50One: one.latency.p50,
     baselineErrors: failures([...baseline, one]),
-    shaman: shamanLoad ? { p50: meanP50(shaman), rps: mean(shaman), p50One: oneShaman.latency.p50 } : null,
+    shaman: shamanLoad
+      ? { p50: meanP50(shaman), rps: meanRate(shaman), p50One: oneShaman.latency.p50, errors: failures([...shaman, oneShaman]) + notCompleted.count }
+      : null,
   };
   console.log(
     `  → baseline p50 ${fmt(r.baselineP50, 1)} ms (${fmt(r.baselineRps, 1)} req/s) at ${CHAIN_CONNECTIONS} connections, ` +
       `${fmt(r.baselineP50One, 1)} ms alone (${fmt(r.baselineP50One / CHAIN_STEPS, 1)} ms per round trip)`,
   );
-  if (r.shaman) console.log(`  → chain_ratio ${fmt(r.shaman.p50 / r.baselineP50, 2)}× (alone ${fmt(r.shaman.p50One / r.baselineP50One, 2)}×; target ≤ 1.5×)`);
+  if (r.shaman)
+    console.log(
+      `  → Shaman chain p50 ${fmt(r.shaman.p50, 1)} ms (${fmt(r.shaman.rps, 1)} runs/s), ${fmt(r.shaman.p50One, 1)} ms alone; ${r.shaman.errors} failed or not completed\n` +
+        `  → chain_ratio ${fmt(r.shaman.p50 / r.baselineP50, 2)}× (alone ${fmt(r.shaman.p50One / r.baselineP50One, 2)}×; target ≤ 1.5×)`,
+    );
+  return r;
+}
+
+const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+
+/**
+ * (b) FANOUT-way fan-out against a single branch, a 500 ms model per turn: one blocking
+ * SendMessage to Fan100 (one turn calling Leaf001…Leaf100 at once, the leaves' one turn
+ * each, one turn joining them) against one to Fan1 (the same three turns, one leaf). Each
+ * figure is the median of FANOUT_ROUNDS runs, rounds alternating, after one unmeasured run
+ * of each. The Agents SDK peer (bench/agents-sdk `/fanout/<new name>?n=`) alternates with
+ * them: a new parent agent, one 500 ms turn, n new agents over RPC each running
+ * generateText on the 500 ms mock model, one 500 ms turn joining them (n = FANOUT and 1).
+ * The branches a Fan100 run really made are counted from its steps (fanout_branches): the
+ * offline model calls the agents that call_agent's description lists, and if the platform
+ * lists fewer than FANOUT, the SDK peer is also run with that many (fanout_vs_agents_sdk
+ * compares equal fan-outs).
+ */
+async function fanoutBench(target, sdkPort) {
+  console.log(`\n(e) ${FANOUT}-way fan-out vs one branch, 500 ms per model turn; one blocking run each, median of ${FANOUT_ROUNDS}`);
+  const shamanRun = async (agent, expected) => {
+    const { ms, task, r } = await sendOnce(target, agent);
+    if (task?.status?.state !== "TASK_STATE_COMPLETED") throw new Error(`${agent} did not complete: ${r.text}`);
+    const run = await runSnapshot(target, task.id);
+    const done = run.steps.filter((st) => st.status === "completed").length;
+    const branches = run.steps.length - 1;
+    if (done !== run.steps.length || (expected !== undefined && branches !== expected)) {
+      throw new Error(`${agent} made ${run.steps.length} steps (${done} completed), expected ${expected ?? "?"} branches`);
+    }
+    return { ms, branches };
+  };
+  const sdkRun = async (n) => {
+    const started = performance.now();
+    const r = await http({ port: sdkPort, path: `/fanout/fan-${Date.now()}-${freshSeq++}?n=${n}` });
+    if (r.status !== 200 || r.json?.children !== n) throw new Error(`Agents SDK fan-out answered ${r.status}: ${r.text}`);
+    return performance.now() - started;
+  };
+  await shamanRun("Fan1", 1);
+  const { branches } = await shamanRun("Fan100");
+  if (branches !== FANOUT) {
+    console.log(
+      `  ! Fan100 lists ${FANOUT} agents in allowedAgents but its runs make ${branches} branches: the offline model calls the agents call_agent's description lists, and the platform lists at most ${branches}`,
+    );
+  }
+  const sdkSizes = branches === FANOUT ? [1, FANOUT] : [1, branches, FANOUT];
+  for (const n of sdkSizes) await sdkRun(n);
+  const fan1 = [];
+  const fan100 = [];
+  const sdk = new Map(sdkSizes.map((n) => [n, []]));
+  for (let i = 0; i < FANOUT_ROUNDS; i++) {
+    fan1.push((await shamanRun("Fan1", 1)).ms);
+    fan100.push((await shamanRun("Fan100", branches)).ms);
+    for (const n of sdkSizes) sdk.get(n).push(await sdkRun(n));
+  }
+  const list = (xs) => xs.map((x) => fmt(x)).join(", ");
+  const r = { branches, fan1: median(fan1), fan100: median(fan100), sdk1: median(sdk.get(1)), sdk100: median(sdk.get(FANOUT)), sdkSame: median(sdk.get(branches)) };
+  console.log(`  Shaman Fan1   (1 branch)       ${fmt(r.fan1)} ms  (rounds ${list(fan1)})`);
+  console.log(`  Shaman Fan100 (${branches} branches)  ${fmt(r.fan100)} ms  (rounds ${list(fan100)})`);
+  for (const n of sdkSizes) console.log(`  Agents SDK, ${String(n).padEnd(3)} new agent${n === 1 ? " " : "s"}   ${fmt(median(sdk.get(n)))} ms  (rounds ${list(sdk.get(n))})`);
+  console.log(`  → fanout_ratio ${fmt(r.fan100 / r.fan1, 2)}× for ${branches} branches (target ≤ 1.3×; 3 model turns in sequence = 1,500 ms at best)`);
+  console.log(`  → fanout_vs_agents_sdk ${fmt(r.sdkSame / r.fan100, 2)}× (Agents SDK wall time ÷ Shaman's, ${branches} branches each; above 1 Shaman is faster)`);
+  return r;
+}
+
+/**
+ * (f) CONCURRENT_RUNS runs of Tri (a three-way fan-out, fast offline model) started at once
+ * (SendMessage with returnImmediately), each watched over its WebSocket from the start
+ * (`/_org/acme/runs/{id}/ws?after=0`: Node cannot resolve *.localhost) until the run object
+ * closes it, then each run's event log (`GET /runs/{id}/events`) compared with what its
+ * socket delivered: events missing from the socket (events_lost, must be 0) and events it
+ * delivered twice (events_duplicated). runs_per_s = runs ÷ the wall time from the first
+ * start until every socket had closed.
+ */
+async function concurrentBench(target) {
+  const { port, auth } = target;
+  console.log(`\n(f) ${CONCURRENT_RUNS} concurrent runs of Tri (3-way fan-out, fast offline model), each watched over its WebSocket`);
+  const WS_TIMEOUT_MS = 180_000;
+  const watch = (runId) =>
+    new Promise((resolve) => {
+      const seqs = [];
+      let error = null;
+      const ws = new WebSocket(`ws://127.0.0.1:${port}/_org/acme/runs/${runId}/ws?after=0`, { headers: auth });
+      const timer = setTimeout(() => {
+        error = `no close within ${WS_TIMEOUT_MS / 1000} s`;
+        ws.close();
+      }, WS_TIMEOUT_MS);
+      ws.onmessage = (e) => {
+        try {
+          const ev = JSON.parse(e.data);
+          if (typeof ev.seq === "number") seqs.push({ seq: ev.seq, type: ev.type });
+        } catch {}
+      };
+      ws.onerror = () => (error ??= "WebSocket error");
+      ws.onclose = (e) => {
+        clearTimeout(timer);
+        resolve({ seqs, closedAt: performance.now(), code: e.code, error });
+      };
+    });
+  const started = performance.now();
+  const runs = await Promise.all(
+    Array.from({ length: CONCURRENT_RUNS }, async (_, i) => {
+      const { task, r } = await sendOnce(target, "Tri", `Concurrent run ${i}: benchmark the platform, please.`, { returnImmediately: true });
+      if (!task?.id) return { error: `SendMessage ${r.status}: ${r.text.slice(0, 200)}` };
+      return { runId: task.id, ...(await watch(task.id)) };
+    }),
+  );
+  const wall = Math.max(...runs.map((x) => x.closedAt ?? performance.now())) - started;
+  let lost = 0;
+  let duplicated = 0;
+  let unexpected = 0;
+  let total = 0;
+  let completed = 0;
+  const problems = [];
+  for (const run of runs) {
+    if (!run.runId || run.error) problems.push(run.error ?? "no run");
+    if (!run.runId) continue;
+    const log = [];
+    for (let after = 0; ; ) {
+      const page = await http({ port, host: "acme.localhost", path: `/runs/${run.runId}/events?after=${after}&limit=500`, headers: auth });
+      if (page.status !== 200) throw new Error(`GET /runs/${run.runId}/events answered ${page.status}: ${page.text}`);
+      log.push(...page.json.events);
+      if (page.json.events.length < 500) break;
+      after = page.json.next;
+    }
+    total += log.length;
+    const got = new Map();
+    for (const ev of run.seqs) got.set(ev.seq, (got.get(ev.seq) ?? 0) + 1);
+    const inLog = new Set(log.map((ev) => ev.seq));
+    for (const ev of log) if (!got.has(ev.seq)) lost++;
+    for (const [seq, n] of got) {
+      if (n > 1) duplicated += n - 1;
+      if (!inLog.has(seq)) unexpected++;
+    }
+    const snap = await runSnapshot(target, run.runId);
+    if (snap.status === "completed") completed++;
+  }
+  const r = { runs: CONCURRENT_RUNS, wall, rps: CONCURRENT_RUNS / (wall / 1000), completed, lost, duplicated, unexpected, total, problems: problems.length };
+  console.log(`  ${completed} of ${CONCURRENT_RUNS} runs completed in ${fmt(wall)} ms: ${fmt(r.rps, 1)} runs/s`);
+  console.log(`  events: ${total} in the logs; missing from the sockets ${lost}, delivered twice ${duplicated}, not in the log ${unexpected}; sockets with an error or no run: ${problems.length}${problems.length ? ` (${[...new Set(problems)].slice(0, 3).join("; ")})` : ""}`);
   return r;
 }
 
@@ -235,7 +473,6 @@ async function syncBench(port, gitUrl, auth) {
     return r.json();
   };
   const api = (path, body) => http({ port, host: "acme.localhost", path, method: "POST", headers: auth, body });
-  const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
   const first = [];
   const unchanged = [];
   const oneChange = [];

@@ -175,6 +175,21 @@ export async function startDemoGit(files = readTree("examples/agents"), name = "
   return { git, url, head };
 }
 
+/** Adds a repository holding `files` to a git server from `startDemoGit`; returns its URL. */
+export async function addGitRepo(git, name, files) {
+  const res = await fetch(`${git.url}/__admin/repos`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ name, files }) });
+  if (!res.ok) throw new Error(`creating the git repository ${name} failed: ${res.status} ${await res.text()}`);
+  return (await res.json()).url;
+}
+
+/** Registers `gitUrl` as a repository of the org (root by default) and checks that its first sync succeeded. */
+export async function registerRepository(port, { slug = DEMO_ORG.slug, apiKey, name, gitUrl, isRoot = true }) {
+  const r = await http({ port, host: `${slug}.localhost`, path: "/repositories", method: "POST", headers: { authorization: `Bearer ${apiKey}` }, body: { name, gitUrl, branch: "main", isRoot } });
+  if (r.status !== 201) throw new Error(`registering the repository ${name} failed: ${r.status} ${r.text}`);
+  if (r.json.sync?.status !== "synced") throw new Error(`syncing the repository ${name} failed: ${JSON.stringify(r.json.sync)}`);
+  return { repository: r.json.repository, sync: r.json.sync };
+}
+
 /**
  * Creates the demo org `acme` (owner `owner@acme.test`, reachable locally as
  * `Bearer dev:owner@acme.test`, and an owner API key), registers `repoUrl` (a git
