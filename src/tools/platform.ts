@@ -62,6 +62,16 @@ const DESCRIPTIONS: Record<string, string> = {
   run_data_delete: "Delete a key from this run's shared data.",
 };
 
+// The JSON Schemas the model sees, made once per isolate. Arguments are checked with zod by
+// the executor, so the SDK does not validate (an invalid call becomes a tool error, not an exception).
+let schemas: Record<string, ReturnType<typeof jsonSchema>> | null = null;
+function schemaOf(name: string): ReturnType<typeof jsonSchema> {
+  schemas ??= Object.fromEntries(
+    PLATFORM_TOOL_NAMES.map((n) => [n, jsonSchema(z.toJSONSchema(TOOL_ARGS[n]!, { io: "input" }) as Parameters<typeof jsonSchema>[0])]),
+  );
+  return schemas[name]!;
+}
+
 /** The platform tools as the AI SDK offers them to the model (no `execute`: the run object carries them out). */
 export function platformTools(callable: CallableAgent[]): ToolSet {
   const tools: ToolSet = {};
@@ -69,9 +79,7 @@ export function platformTools(callable: CallableAgent[]): ToolSet {
     if (name === "call_agent" && callable.length === 0) continue;
     let description = DESCRIPTIONS[name]!;
     if (name === "call_agent") description += `\n\nAgents you may call:\n${callable.map((a) => `- \`${a.name}\`: ${a.description || "(no description)"}`).join("\n")}`;
-    // The JSON Schema the model sees; arguments are checked with zod by the executor, so
-    // the SDK does not validate (an invalid call becomes a tool error, not an exception).
-    tools[name] = { description, inputSchema: jsonSchema(z.toJSONSchema(TOOL_ARGS[name]!, { io: "input" }) as Parameters<typeof jsonSchema>[0]) };
+    tools[name] = { description, inputSchema: schemaOf(name) };
   }
   return tools;
 }
