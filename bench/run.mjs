@@ -182,12 +182,12 @@ async function main() {
         `sync_agents=${SYNC_AGENTS} sync_first_ms=${fmt(s.first)} sync_unchanged_ms=${fmt(s.unchanged)} sync_one_change_ms=${fmt(s.oneChange)} sync_ms_per_file=${fmt(s.first / SYNC_AGENTS, 2)} ` +
         `chain_steps=${CHAIN_STEPS} chain_baseline_ms=${fmt(c.baselineP50, 1)} chain_baseline_rps=${fmt(c.baselineRps, 1)} chain_baseline_1c_ms=${fmt(c.baselineP50One, 1)} baseline_errors=${failures(floorRounds) + c.baselineErrors}` +
         (c.shaman
-          ? ` shaman_chain_ms=${fmt(c.shaman.p50, 1)} shaman_chain_rps=${fmt(c.shaman.rps, 1)} shaman_chain_1c_ms=${fmt(c.shaman.p50One, 1)} shaman_chain_errors=${c.shaman.errors} chain_ratio=${fmt(c.shaman.p50 / c.baselineP50, 2)} chain_ratio_1c=${fmt(c.shaman.p50One / c.baselineP50One, 2)}`
+          ? ` shaman_chain_ms=${fmt(c.shaman.p50, 1)} shaman_chain_rps=${fmt(c.shaman.rps, 1)} shaman_chain_1c_ms=${fmt(c.shaman.p50One, 1)} shaman_chain_errors=${c.shaman.errors} chain_turns=${c.shaman.turns} chain_turn_wait_ms=${fmt(c.shaman.waitMs, 1)} chain_turn_work_ms=${fmt(c.shaman.workMs, 1)} chain_ratio=${fmt(c.shaman.p50 / c.baselineP50, 2)} chain_ratio_1c=${fmt(c.shaman.p50One / c.baselineP50One, 2)}`
           : "") +
         ` fanout=${FANOUT} fanout_branches=${f.branches} fan1_ms=${fmt(f.fan1)} fan100_ms=${fmt(f.fan100)} fanout_ratio=${fmt(f.fan100 / f.fan1, 2)} agents_sdk_fan1_ms=${fmt(f.sdk1)} agents_sdk_fanout_ms=${fmt(f.sdk100)}` +
         (f.branches !== FANOUT ? ` agents_sdk_fanout_same_ms=${fmt(f.sdkSame)}` : "") +
         ` fanout_vs_agents_sdk=${fmt(f.sdkSame / f.fan100, 2)}` +
-        ` concurrent_runs=${t.runs} concurrent_completed=${t.completed} runs_per_s=${fmt(t.rps, 1)} concurrent_wall_ms=${fmt(t.wall)} events_total=${t.total} events_lost=${t.lost} events_duplicated=${t.duplicated} events_unexpected=${t.unexpected} ws_errors=${t.problems}`,
+        ` concurrent_runs=${t.runs} concurrent_completed=${t.completed} runs_per_s=${fmt(t.rps, 1)} concurrent_wall_ms=${fmt(t.wall)} events_total=${t.total} events_lost=${t.lost} events_duplicated=${t.duplicated} events_unexpected=${t.unexpected} ws_errors=${t.problems} ws_close_lag_ms=${fmt(t.closeLag ?? 0)}`,
     );
   } finally {
     await Promise.all([shaman.stop(), hello.stop(), sdk.stop(), floor.stop(), git.close()]);
@@ -253,6 +253,35 @@ const shamanChainLoad = ({ port, auth, connections, amount, onResponse }) =>
   });
 
 /**
+ * Where one chain's time goes, from its event log (the run object's clock, ms): the mean
+ * time from a turn's job being queued (step.queued, or step.resumed for a parent's next
+ * turn) to the executor's claim (step.started), and from the claim to the recorded turn
+ * (model.turn).
+ */
+async function chainTurnSplit({ port, auth }, runId) {
+  const r = await http({ port, host: "acme.localhost", path: `/runs/${runId}/events?after=0&limit=500`, headers: auth });
+  if (r.status !== 200) throw new Error(`GET /runs/${runId}/events answered ${r.status}: ${r.text}`);
+  const ready = new Map();
+  const started = new Map();
+  const wait = [];
+  const work = [];
+  for (const ev of r.json.events) {
+    const at = Date.parse(ev.at);
+    if (ev.type === "step.queued" || ev.type === "step.resumed") ready.set(ev.stepId, at);
+    else if (ev.type === "step.started" && ready.has(ev.stepId)) {
+      wait.push(at - ready.get(ev.stepId));
+      ready.delete(ev.stepId);
+      started.set(ev.stepId, at);
+    } else if (ev.type === "model.turn" && started.has(ev.stepId)) {
+      work.push(at - started.get(ev.stepId));
+      started.delete(ev.stepId);
+    }
+  }
+  const avg = (xs) => xs.reduce((a, b) => a + b, 0) / Math.max(1, xs.length);
+  return { turns: work.length, waitMs: avg(wait), workMs: avg(work) };
+}
+
+/**
  * (d) CHAIN_STEPS bare queue round trips in sequence through one new Durable Object per
  * request (bench/floor `/chain/`: the object sends a message, the consumer calls it back,
  * the object sends the next): what a sequential chain costs on this runtime with no
@@ -267,6 +296,7 @@ async function chainBench(floorPort, { meanP50, failures, shaman: target }) {
   await chainLoad(CHAIN_CONNECTIONS, 1);
   const notCompleted = { count: 0 };
   let shamanLoad = null;
+  let turnSplit = null;
   if (shamanChainLoad) {
     // One chain by hand first: it completes, with exactly CHAIN_STEPS steps, all completed.
     const one = await sendOnce(target, "Chain01");
@@ -274,6 +304,11 @@ async function chainBench(floorPort, { meanP50, failures, shaman: target }) {
     const run = await runSnapshot(target, one.task.id);
     const done = run.steps.filter((st) => st.status === "completed").length;
     if (run.steps.length !== CHAIN_STEPS || done !== CHAIN_STEPS) throw new Error(`the Shaman chain made ${run.steps.length} steps (${done} completed), expected ${CHAIN_STEPS}`);
+    turnSplit = await chainTurnSplit(target, one.task.id);
+    console.log(
+      `  one Shaman chain alone: ${fmt(one.ms)} ms, ${turnSplit.turns} model turns; per turn ${fmt(turnSplit.waitMs, 1)} ms from queued (or resumed) to started ` +
+        `(queue hop, token check, claim) and ${fmt(turnSplit.workMs, 1)} ms from started to its recorded turn (agent, model, tools, report)`,
+    );
     const chains = (connections, amount) => shamanChainLoad({ ...target, connections, amount, onResponse: countNotCompleted(notCompleted) });
     // Warm-up: one chain per connection; its latency sizes the rounds to about DURATION each.
     const wave = await chains(CHAIN_CONNECTIONS, CHAIN_CONNECTIONS);
@@ -302,7 +337,7 @@ async function chainBench(floorPort, { meanP50, failures, shaman: target }) {
     baselineP50One: one.latency.p50,
     baselineErrors: failures([...baseline, one]),
     shaman: shamanLoad
-      ? { p50: meanP50(shaman), rps: meanRate(shaman), p50One: oneShaman.latency.p50, errors: failures([...shaman, oneShaman]) + notCompleted.count }
+      ? { p50: meanP50(shaman), rps: meanRate(shaman), p50One: oneShaman.latency.p50, errors: failures([...shaman, oneShaman]) + notCompleted.count, ...turnSplit }
       : null,
   };
   console.log(
@@ -385,7 +420,10 @@ async function fanoutBench(target, sdkPort) {
  * closes it, then each run's event log (`GET /runs/{id}/events`) compared with what its
  * socket delivered: events missing from the socket (events_lost, must be 0) and events it
  * delivered twice (events_duplicated). runs_per_s = runs ÷ the wall time from the first
- * start until every socket had closed.
+ * start until every run had ended (its run.completed / run.failed / run.canceled event
+ * received on its socket). The sockets close later: under `wrangler dev` the server's close
+ * frame comes right after the last event, but the TCP connection (and so the client's
+ * `close` event) only ~10 s after; ws_close_lag_ms is that lag (median).
  */
 async function concurrentBench(target) {
   const { port, auth } = target;
@@ -395,6 +433,7 @@ async function concurrentBench(target) {
     new Promise((resolve) => {
       const seqs = [];
       let error = null;
+      let endedAt = null;
       const ws = new WebSocket(`ws://127.0.0.1:${port}/_org/acme/runs/${runId}/ws?after=0`, { headers: auth });
       const timer = setTimeout(() => {
         error = `no close within ${WS_TIMEOUT_MS / 1000} s`;
@@ -404,12 +443,13 @@ async function concurrentBench(target) {
         try {
           const ev = JSON.parse(e.data);
           if (typeof ev.seq === "number") seqs.push({ seq: ev.seq, type: ev.type });
+          if (ev.type === "run.completed" || ev.type === "run.failed" || ev.type === "run.canceled") endedAt ??= performance.now();
         } catch {}
       };
       ws.onerror = () => (error ??= "WebSocket error");
       ws.onclose = (e) => {
         clearTimeout(timer);
-        resolve({ seqs, closedAt: performance.now(), code: e.code, error });
+        resolve({ seqs, endedAt, closedAt: performance.now(), code: e.code, error });
       };
     });
   const started = performance.now();
@@ -420,7 +460,8 @@ async function concurrentBench(target) {
       return { runId: task.id, ...(await watch(task.id)) };
     }),
   );
-  const wall = Math.max(...runs.map((x) => x.closedAt ?? performance.now())) - started;
+  const wall = Math.max(...runs.map((x) => x.endedAt ?? x.closedAt ?? performance.now())) - started;
+  const closeLag = median(runs.filter((x) => x.endedAt && x.closedAt).map((x) => x.closedAt - x.endedAt));
   let lost = 0;
   let duplicated = 0;
   let unexpected = 0;
@@ -429,6 +470,7 @@ async function concurrentBench(target) {
   const problems = [];
   for (const run of runs) {
     if (!run.runId || run.error) problems.push(run.error ?? "no run");
+    else if (!run.endedAt) problems.push("socket closed before the run ended");
     if (!run.runId) continue;
     const log = [];
     for (let after = 0; ; ) {
@@ -450,8 +492,8 @@ async function concurrentBench(target) {
     const snap = await runSnapshot(target, run.runId);
     if (snap.status === "completed") completed++;
   }
-  const r = { runs: CONCURRENT_RUNS, wall, rps: CONCURRENT_RUNS / (wall / 1000), completed, lost, duplicated, unexpected, total, problems: problems.length };
-  console.log(`  ${completed} of ${CONCURRENT_RUNS} runs completed in ${fmt(wall)} ms: ${fmt(r.rps, 1)} runs/s`);
+  const r = { runs: CONCURRENT_RUNS, wall, rps: CONCURRENT_RUNS / (wall / 1000), completed, lost, duplicated, unexpected, total, problems: problems.length, closeLag };
+  console.log(`  ${completed} of ${CONCURRENT_RUNS} runs completed; all ended ${fmt(wall)} ms after the first start: ${fmt(r.rps, 1)} runs/s (sockets closed a median ${fmt(closeLag)} ms after their run's last event)`);
   console.log(`  events: ${total} in the logs; missing from the sockets ${lost}, delivered twice ${duplicated}, not in the log ${unexpected}; sockets with an error or no run: ${problems.length}${problems.length ? ` (${[...new Set(problems)].slice(0, 3).join("; ")})` : ""}`);
   return r;
 }
