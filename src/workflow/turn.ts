@@ -32,7 +32,8 @@ export interface TurnJobResult {
   retry: boolean;
 }
 
-const MAX_CALLABLE_LISTED = 50;
+/** Agents listed in `call_agent`'s description: as many as one turn may call (at least 50, at most 200). */
+const listedMax = (maxCallsPerTurn: number) => Math.min(200, Math.max(50, maxCallsPerTurn));
 
 /** Transient model errors are retried by the queue; anything else fails the step with its reason. */
 export function isTransient(err: unknown): boolean {
@@ -123,7 +124,7 @@ export async function runTurn(
     if (!scope) return { orgId: null, retry: false }; // the org is gone
     const { model, id } = resolveModel(cfg, agent.frontmatter.model);
     const caller: CallerAgent = { repositoryId: ctx.agent.repositoryId, name: ctx.agent.name, allowedAgents: agent.frontmatter.allowedAgents };
-    const callable = await callableAgents(env, scope, caller);
+    const callable = await callableAgents(env, scope, caller, listedMax(ctx.maxCallsPerTurn));
     const messages: ConversationMessage[] = ctx.messages.length > 0 ? ctx.messages : [{ role: "user", content: messageText(ctx.input) }];
     let result: Awaited<ReturnType<typeof generateText>>;
     try {
@@ -211,21 +212,23 @@ export async function runTurn(
 }
 
 /** The agents a caller may call, as listed in `call_agent`'s description. */
-async function callableAgents(env: Env, scope: OrgScope, caller: CallerAgent): Promise<CallableAgent[]> {
+async function callableAgents(env: Env, scope: OrgScope, caller: CallerAgent, max: number): Promise<CallableAgent[]> {
   const allowed = caller.allowedAgents;
   if (allowed !== "*" && allowed.length === 0) return [];
   const d = dbOf(env);
   if (allowed !== "*") {
-    const out: CallableAgent[] = [];
-    for (const name of allowed.slice(0, MAX_CALLABLE_LISTED)) {
-      try {
-        const r = await resolveAgentCall(d, scope, caller, name);
-        out.push({ name, description: r.kind === "local" ? r.agent.description : r.description });
-      } catch {
-        // not callable now (missing, renamed): not offered
-      }
-    }
-    return out;
+    // Resolved together (each is cached 5 s per isolate); one that is not callable now (missing, renamed) is not offered.
+    const found = await Promise.all(
+      allowed.slice(0, max).map(async (name): Promise<CallableAgent | null> => {
+        try {
+          const r = await resolveAgentCall(d, scope, caller, name);
+          return { name, description: r.kind === "local" ? r.agent.description : r.description };
+        } catch {
+          return null;
+        }
+      }),
+    );
+    return found.filter((a): a is CallableAgent => a !== null);
   }
   const [exposed, same] = await Promise.all([listExposedAgents(d, scope), agentsOfRepository(d, scope, [caller.repositoryId])]);
   const seen = new Set<string>();
@@ -241,7 +244,7 @@ async function callableAgents(env: Env, scope: OrgScope, caller: CallerAgent): P
     seen.add(name);
     out.push({ name, description: a.description });
   }
-  return out.slice(0, MAX_CALLABLE_LISTED);
+  return out.slice(0, max);
 }
 
 function errorText(err: unknown): string {
