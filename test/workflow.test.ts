@@ -88,10 +88,12 @@ class Pump {
     for (const j of taken) this.sent.splice(this.sent.indexOf(j), 1);
     return taken;
   }
+  /** The env the executor runs with (the scripted model server unless told otherwise). */
+  executorEnv: Env = modelEnv();
   async deliver(jobs: StepJob[], attempts = 1) {
     const batch = createMessageBatch<Job>("shaman-jobs", jobs.map((body) => ({ id: crypto.randomUUID(), attempts, timestamp: new Date(), body })));
     const ctx = createExecutionContext();
-    await worker.queue(batch, modelEnv(), ctx);
+    await worker.queue(batch, this.executorEnv, ctx);
     return getQueueResult(batch, ctx);
   }
   /** Delivers every job until none is left (each round one batch, concurrently). */
@@ -291,6 +293,28 @@ describe("at-least-once delivery", () => {
     expect(types.filter((t) => t === "step.queued")).toHaveLength(2);
     expect(types.filter((t) => t === "step.completed")).toHaveLength(2);
     expect(types.filter((t) => t === "run.completed")).toHaveLength(1);
+  });
+});
+
+describe("wide fan-out", () => {
+  it("offers and runs as many agent calls in one turn as the org allows (60 > the 50 listed before)", async () => {
+    const leaves = Array.from({ length: 60 }, (_, i) => `Wide${String(i + 1).padStart(2, "0")}`);
+    const files: Record<string, string> = {
+      "WideRoot/prompt.md": `---\ndescription: fans out\nmodel: offline:default\nallowedAgents: [${leaves.join(", ")}]\n---\nYou are WideRoot.\n`,
+    };
+    for (const leaf of leaves) files[`${leaf}/prompt.md`] = `---\ndescription: ${leaf}\nmodel: offline:default\n---\nYou are ${leaf}.\n`;
+    const wide = await seedOrg("workflow-wide", files);
+    const p = new Pump("WideRoot", "fan out", { maxCallsPerTurn: 60, maxStepsPerRun: 100 });
+    (p.run as { orgId: string }).orgId = wide.org.id;
+    p.run.agent = { name: "WideRoot", repositoryId: wide.repository.id, commit: wide.commit, path: "WideRoot/prompt.md" };
+    p.executorEnv = { ...env, OPENAI_BASE_URL: undefined, OPENAI_API_KEY: undefined } as Env;
+    await p.start();
+    await p.drain();
+    const snap = await p.snapshot();
+    expect(snap.status).toBe("completed");
+    expect(snap.steps).toHaveLength(61);
+    expect(snap.steps.filter((s) => s.parentId === "s1").map((s) => s.agent).sort()).toEqual(leaves);
+    expect(snap.output).toContain("Agents called: 60");
   });
 });
 
