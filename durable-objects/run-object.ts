@@ -20,7 +20,7 @@ import { writeRunSummary, type RunSummary } from "../src/db/runs";
 import { AppError, problemResponse } from "../src/errors";
 import type { RunRpc } from "../src/runs/stub";
 import { agentAudience, signInternalToken } from "../src/auth/internal-jwt";
-import { FINISHED, RunMachine, STEP_COLUMNS_V2, type MachineHost, type StepRow } from "../src/workflow/machine";
+import { RunMachine, STEP_COLUMNS_V2, type MachineHost, type StepRow } from "../src/workflow/machine";
 import { DEFAULT_LIMITS, type RunLimits, type TurnContext, type TurnOutcome } from "../src/workflow/types";
 import type { Json as JsonValue } from "../src/runs/types";
 import {

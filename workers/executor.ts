@@ -10,13 +10,13 @@ import { auditId, writeAuditMany, type AuditEntry } from "../src/audit/log";
 import { redact } from "../src/audit/redact";
 import { db } from "../src/db/client";
 import { AppError } from "../src/errors";
+import { messageText } from "../src/workflow/machine";
 import { runTurn } from "../src/workflow/turn";
 import { modelConfigFromEnv, resolveModel, withOrgOpenAIKey, type ModelConfig } from "../src/llm/registry";
 import { cachedCredential } from "../src/secrets/cache";
-import { runStub } from "../src/runs/stub";
 import { orgById } from "../src/db/orgs";
 import { syncRepository } from "../src/repos/sync";
-import type { AuditJob, Job, StepContext, StepResult, StoredMessage, SyncJob } from "../src/runs/types";
+import type { AuditJob, Job, StepContext, StepResult, SyncJob } from "../src/runs/types";
 
 /** Must match `max_retries` + 1 in wrangler.toml. */
 export const MAX_ATTEMPTS = 4;
@@ -212,11 +212,16 @@ async function handleSync(message: Message<SyncJob>, env: Env): Promise<void> {
   }
 }
 
+/**
+ * One model call for a step, without platform tools and without reporting it: the queue
+ * path runs turns (`runTurn`); this stays for callers that want a bare model answer with
+ * the org's model configuration (the provider-key tests use it).
+ */
 export async function runStep(ctx: StepContext, env: Env, audit: AuditSink = () => {}): Promise<StepResult> {
   const [agent, cfg] = await Promise.all([loadAgent(env.SNAPSHOTS, ctx.orgId, ctx.agent), orgModelConfig(env, ctx.orgId)]);
   const { model, id } = resolveModel(cfg, agent.frontmatter.model);
   const started = Date.now();
-  const message = toModelMessage(ctx.input);
+  const message: ModelMessage = { role: "user", content: messageText(ctx.input) };
   let result: Awaited<ReturnType<typeof generateText>>;
   try {
     result = await generateText({
@@ -246,17 +251,6 @@ export async function runStep(ctx: StepContext, env: Env, audit: AuditSink = () 
     durationMs: Date.now() - started,
     usage: { inputTokens: result.usage.inputTokens, outputTokens: result.usage.outputTokens },
   };
-}
-
-function toModelMessage(message: StoredMessage): ModelMessage {
-  const text = message.parts
-    .map((p) => {
-      if (p.kind === "text") return p.text;
-      if (p.kind === "data") return "```json\n" + JSON.stringify(p.data, null, 2) + "\n```";
-      return `[file ${p.filename ?? p.url ?? "attachment"}${p.mediaType ? ` (${p.mediaType})` : ""}]`;
-    })
-    .join("\n\n");
-  return { role: "user", content: text };
 }
 
 /** Exponential backoff with full jitter (1 s, 2 s, 4 s … at most 30 s, each drawn at random up to that), so retries of many steps spread out. */

@@ -22,7 +22,7 @@
  */
 import type { AgentRef } from "../agents/snapshot";
 import { redactText } from "../audit/redact";
-import type { Json, RunEventType, RunStatus, StepJob, StepStatus, StoredMessage } from "../runs/types";
+import { TERMINAL_RUN_STATUSES, type Json, type RunEventType, type RunStatus, type StepJob, type StepStatus, type StoredMessage } from "../runs/types";
 import { runDataTool, RUN_DATA_TOOLS } from "../tools/run-data";
 import type { CompletionStatus, ConversationMessage, RunLimits, TurnContext, TurnOutcome, TurnToolCall } from "./types";
 
@@ -183,7 +183,7 @@ export class RunMachine {
    */
   claimTurn(stepId: string, turn: number, token?: { jti: string; agent: string }): TurnContext | null | { refused: "replayed" | "audience" } {
     const run = this.h.run;
-    if (FINISHED_RUN.has(run.status)) return null;
+    if (TERMINAL_RUN_STATUSES.has(run.status)) return null;
     const step = this.step(stepId);
     if (!step || FINISHED.has(step.status) || step.queued_turn !== turn) return null;
     if (token) {
@@ -228,7 +228,7 @@ export class RunMachine {
    */
   recordTurn(stepId: string, turn: number, outcome: TurnOutcome, maxIterations: number): boolean {
     const step = this.step(stepId);
-    if (!step || step.status !== "running" || step.queued_turn !== turn || FINISHED_RUN.has(this.h.run.status)) return false;
+    if (!step || step.status !== "running" || step.queued_turn !== turn || TERMINAL_RUN_STATUSES.has(this.h.run.status)) return false;
     const now = this.h.now();
     const agent = (JSON.parse(step.agent) as AgentRef).name;
     const messages = JSON.parse(step.messages ?? "[]") as ConversationMessage[];
@@ -559,7 +559,7 @@ export class RunMachine {
   /** Cancels every unfinished step and the run. False when the run had finished already. */
   cancelRun(reason: string): boolean {
     const run = this.h.run;
-    if (FINISHED_RUN.has(run.status)) return false;
+    if (TERMINAL_RUN_STATUSES.has(run.status)) return false;
     const root = this.h.sql.exec<StepRow>("SELECT * FROM steps WHERE parent_id IS NULL ORDER BY created_at LIMIT 1").toArray()[0];
     if (root) this.cancelStep(root.id, reason);
     for (const s of this.h.sql.exec<StepRow>("SELECT * FROM steps WHERE status NOT IN ('completed','failed','canceled')").toArray()) this.cancelStep(s.id, reason);
@@ -650,7 +650,7 @@ export class RunMachine {
 
   private refreshRunStatus(): void {
     const run = this.h.run;
-    if (FINISHED_RUN.has(run.status)) return;
+    if (TERMINAL_RUN_STATUSES.has(run.status)) return;
     const asking = this.h.sql.exec<{ n: number }>("SELECT count(*) AS n FROM steps WHERE status = 'input_required'").one().n > 0;
     const next: RunStatus = asking ? "input_required" : run.status === "submitted" ? "submitted" : "working";
     if (next !== run.status) this.setRunStatus(next);
@@ -675,7 +675,6 @@ export class RunMachine {
   }
 }
 
-const FINISHED_RUN: ReadonlySet<RunStatus> = new Set(["completed", "failed", "canceled"]);
 
 function firstMessage(step: StepRow, runMessage: StoredMessage): ConversationMessage {
   const input = step.input ? (JSON.parse(step.input) as StoredMessage) : runMessage;
