@@ -108,6 +108,8 @@ export class RunObject extends DurableObject<Env> implements RunRpc {
   /** Callers of `start`/`wait` blocked until the run settles. In memory only: a waiting
    * RPC keeps the object alive, so they cannot outlive an eviction. */
   private readonly waiters = new Set<() => void>();
+  /** The alarm this instance last set (undefined: not known, e.g. after a restart or once it fired). */
+  private alarmAt: number | null | undefined = undefined;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
@@ -279,6 +281,7 @@ export class RunObject extends DurableObject<Env> implements RunRpc {
    * all of them are done.
    */
   override async alarm(): Promise<void> {
+    this.alarmAt = undefined; // a fired alarm is no longer set
     const run = this.run;
     if (!run) return;
     const now = Date.now();
@@ -414,6 +417,9 @@ export class RunObject extends DurableObject<Env> implements RunRpc {
   private transition(fn: (m: RunMachine) => unknown): Effects {
     const effects: Effects = { jobs: [] };
     fn(this.machine(effects));
+    // New queued steps may be due before the current alarm (watchdog, step deadlines): arm
+    // it here, inside the transition's own storage commit, not after a later await.
+    if (effects.jobs.length > 0) this.armAlarm();
     return effects;
   }
 
@@ -421,7 +427,6 @@ export class RunObject extends DurableObject<Env> implements RunRpc {
   private async afterTransition(effects: Effects): Promise<void> {
     await this.sendJobs(effects.jobs, true);
     if (effects.settled) await this.syncD1();
-    else if (effects.jobs.length > 0) this.armAlarm();
   }
 
   /**
@@ -580,7 +585,10 @@ export class RunObject extends DurableObject<Env> implements RunRpc {
     }
     if (run.d1RetryAt !== null) due.push(run.d1RetryAt);
     if (run.outboxRetryAt !== null && run.outboxRetryAt !== undefined) due.push(run.outboxRetryAt);
-    if (due.length > 0) void this.ctx.storage.setAlarm(Math.min(...due));
+    const at = due.length > 0 ? Math.min(...due) : null;
+    if (at === this.alarmAt) return; // a storage write (a commit) saved when nothing changed
+    this.alarmAt = at;
+    if (at !== null) void this.ctx.storage.setAlarm(at);
     else void this.ctx.storage.deleteAlarm();
   }
 
