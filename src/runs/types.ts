@@ -88,7 +88,7 @@ export interface StepView {
   model: string | null;
   /** How the agent ended it: SUCCESS, PARTIAL or FAILED (complete_agent_execution). */
   resultStatus: string | null;
-  usage: { inputTokens?: number; outputTokens?: number; turns?: number } | null;
+  usage: { inputTokens?: number; outputTokens?: number; cachedInputTokens?: number; reasoningTokens?: number; costUsd?: number; turns?: number } | null;
   createdAt: number;
   updatedAt: number;
   startedAt: number | null;

@@ -24,7 +24,7 @@ import type { AgentRef } from "../agents/snapshot";
 import { redactText } from "../audit/redact";
 import { TERMINAL_RUN_STATUSES, type Json, type RunEventType, type RunStatus, type StepJob, type StepStatus, type StoredMessage } from "../runs/types";
 import { runDataTool, RUN_DATA_TOOLS } from "../tools/run-data";
-import type { CompletionStatus, ConversationMessage, RunLimits, TurnContext, TurnOutcome, TurnToolCall } from "./types";
+import type { CompletionStatus, ConversationMessage, RunLimits, TurnContext, TurnOutcome, TurnToolCall, TurnUsage } from "./types";
 
 export type { StepStatus };
 export const FINISHED: ReadonlySet<StepStatus> = new Set(["completed", "failed", "canceled"]);
@@ -240,7 +240,7 @@ export class RunMachine {
       turn,
       model: outcome.model,
       durationMs: outcome.durationMs,
-      usage: { inputTokens: outcome.usage.inputTokens, outputTokens: outcome.usage.outputTokens },
+      usage: usageJson(outcome.usage),
       toolCalls: outcome.toolCalls.map((c) => c.name),
       ...(outcome.text ? { text: clip(outcome.text, 2_000) } : {}),
     });
@@ -692,14 +692,31 @@ export function messageText(message: StoredMessage): string {
     .join("\n\n");
 }
 
-function addUsage(previous: string | null, turn: { inputTokens: number; outputTokens: number }): Record<string, Json> {
+function addUsage(previous: string | null, turn: TurnUsage): Record<string, Json> {
   const u = previous ? (JSON.parse(previous) as Record<string, Json>) : {};
+  const sum = (k: keyof TurnUsage) => (typeof u[k] === "number" ? (u[k] as number) : 0) + (turn[k] || 0);
   return {
     ...u,
-    inputTokens: (typeof u.inputTokens === "number" ? u.inputTokens : 0) + (turn.inputTokens || 0),
-    outputTokens: (typeof u.outputTokens === "number" ? u.outputTokens : 0) + (turn.outputTokens || 0),
+    inputTokens: sum("inputTokens"),
+    outputTokens: sum("outputTokens"),
+    cachedInputTokens: sum("cachedInputTokens"),
+    reasoningTokens: sum("reasoningTokens"),
+    costUsd: roundCost(sum("costUsd")),
     turns: (typeof u.turns === "number" ? u.turns : 0) + 1,
   };
+}
+
+/** Dollars to a millionth of a cent, so sums of many small costs stay exact enough. */
+export function roundCost(usd: number): number {
+  return Math.round(usd * 1e8) / 1e8;
+}
+
+function usageJson(u: TurnUsage): Record<string, Json> {
+  const out: Record<string, Json> = { inputTokens: u.inputTokens, outputTokens: u.outputTokens };
+  if (u.cachedInputTokens) out.cachedInputTokens = u.cachedInputTokens;
+  if (u.reasoningTokens) out.reasoningTokens = u.reasoningTokens;
+  if (u.costUsd !== undefined) out.costUsd = roundCost(u.costUsd);
+  return out;
 }
 
 function clip(text: string, max: number): string {

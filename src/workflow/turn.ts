@@ -6,7 +6,7 @@
  * steps, input requests, run data) and queues what comes next. The executor never waits
  * for a child or a person: the run object queues the parent's next turn when they settle.
  */
-import { APICallError, generateText } from "ai";
+import { APICallError } from "ai";
 import type { AgentRef } from "../agents/snapshot";
 import { loadAgent } from "../agents/snapshot";
 import { resolveAgentCall, type CallerAgent } from "../agents/resolve";
@@ -22,7 +22,8 @@ import type { Json } from "../runs/types";
 import { runStub } from "../runs/stub";
 import { checkToolArgs, platformTools, type CallableAgent } from "../tools/platform";
 import { messageText } from "./machine";
-import type { ConversationMessage, TurnContext, TurnOutcome, TurnToolCall } from "./types";
+import { callModel, type GenerateParams, type GenerateResult } from "./model-call";
+import type { ConversationMessage, TurnContext, TurnOutcome, TurnToolCall, TurnUsage } from "./types";
 
 export type AuditSink = (entry: AuditEntry) => void;
 
@@ -126,24 +127,29 @@ export async function runTurn(
     const caller: CallerAgent = { repositoryId: ctx.agent.repositoryId, name: ctx.agent.name, allowedAgents: agent.frontmatter.allowedAgents };
     const callable = await callableAgents(env, scope, caller, listedMax(ctx.maxCallsPerTurn));
     const messages: ConversationMessage[] = ctx.messages.length > 0 ? ctx.messages : [{ role: "user", content: messageText(ctx.input) }];
-    let result: Awaited<ReturnType<typeof generateText>>;
+    let result: GenerateResult;
+    let usage: TurnUsage;
     try {
-      result = await generateText({
-        model,
-        system: agent.systemPrompt,
-        // The stored conversation is the AI SDK's own message shape, kept as JSON.
-        messages: messages as unknown as Parameters<typeof generateText>[0]["messages"] & object,
-        tools: platformTools(callable),
-        ...(agent.frontmatter.temperature !== undefined ? { temperature: agent.frontmatter.temperature } : {}),
-        ...(agent.frontmatter.maxTokens !== undefined ? { maxOutputTokens: agent.frontmatter.maxTokens } : {}),
-        // Retries go through the queue (with backoff), not inside one consumer invocation.
-        maxRetries: 0,
-      });
+      ({ result, usage } = await callModel({
+        env,
+        ctx,
+        modelId: id,
+        params: {
+          model,
+          system: agent.systemPrompt,
+          // The stored conversation is the AI SDK's own message shape, kept as JSON.
+          messages: messages as unknown as GenerateParams["messages"] & object,
+          tools: platformTools(callable),
+          ...(agent.frontmatter.temperature !== undefined ? { temperature: agent.frontmatter.temperature } : {}),
+          ...(agent.frontmatter.maxTokens !== undefined ? { maxOutputTokens: agent.frontmatter.maxTokens } : {}),
+          // Retries go through the queue (with backoff), not inside one consumer invocation.
+          maxRetries: 0,
+        },
+      }));
     } catch (err) {
       audit({ ...who, action: "model.call", resource: `/models/${id}`, outcome: "error", durationMs: Date.now() - started, input: { turn: ctx.turn }, error: errorText(err) });
       throw err;
     }
-    const usage = { inputTokens: result.usage.inputTokens ?? 0, outputTokens: result.usage.outputTokens ?? 0 };
     audit({
       ...who,
       action: "model.call",

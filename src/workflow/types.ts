@@ -81,6 +81,12 @@ export interface TurnToolCall {
 export interface TurnUsage {
   inputTokens: number;
   outputTokens: number;
+  /** Input tokens served from the provider's prompt cache (part of inputTokens), where reported. */
+  cachedInputTokens?: number | undefined;
+  /** Reasoning tokens (part of outputTokens), where reported. */
+  reasoningTokens?: number | undefined;
+  /** What the call cost in US dollars, at the org's prices (src/usage). */
+  costUsd?: number | undefined;
 }
 
 /** One model turn of a step, reported by the executor to the run object. */
