@@ -26,6 +26,8 @@ export default defineConfig(async () => {
             KRATOS_URL: inject<string>("kratosUrl"),
             TEST_GIT_URL: inject<string>("gitUrl"),
             TEST_CAPTURE_URL: inject<string>("captureUrl"),
+            TEST_MCP_EVERYTHING_URL: inject<string>("mcpEverythingUrl"),
+            TEST_MCP_STATELESS_URL: inject<string>("mcpStatelessUrl"),
             SHAMAN_BOOTSTRAP_TOKEN: "test-bootstrap-token",
             // The tests run as local development (wrangler.toml's own vars are production's).
             ...LOCAL_VARS,

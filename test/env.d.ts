@@ -9,6 +9,10 @@ declare global {
       TEST_GIT_URL: string;
       /** Base URL of the capturing server (test/servers/capture.ts). */
       TEST_CAPTURE_URL: string;
+      /** Proxy in front of server-everything (test/servers/mcp-everything.ts). */
+      TEST_MCP_EVERYTHING_URL: string;
+      /** The stateless 2026-07-28 MCP server (test/servers/mcp-stateless.ts). */
+      TEST_MCP_STATELESS_URL: string;
       /** JSON: wrangler.toml vars a deploy ships, `{ top, production }`. */
       TEST_DEPLOY_VARS: string;
     }
@@ -29,5 +33,9 @@ declare module "vitest" {
     gitUrl: string;
     /** Base URL of the capturing server (test/servers/capture.ts). */
     captureUrl: string;
+    /** Proxy in front of server-everything: MCP at …/p/<name>. */
+    mcpEverythingUrl: string;
+    /** The stateless 2026-07-28 MCP server: MCP at …/mcp/<name>. */
+    mcpStatelessUrl: string;
   }
 }

@@ -4,6 +4,8 @@ import type { TestProject } from "vitest/node";
 import { startCapture } from "../servers/capture";
 import { startGitServer } from "../servers/git";
 import { startKratos } from "../servers/kratos";
+import { startMcpEverything } from "../servers/mcp-everything";
+import { startMcpStateless } from "../servers/mcp-stateless";
 import { startOpenAICompatible } from "../servers/openai-compatible";
 import { startPermiso } from "../servers/permiso";
 
@@ -34,7 +36,12 @@ export default async function setup(project: TestProject) {
   project.provide("gitUrl", git.url);
   const capture = await startCapture();
   project.provide("captureUrl", capture.url);
+  const [mcpEverything, mcpStateless] = await Promise.all([startMcpEverything(), startMcpStateless()]);
+  project.provide("mcpEverythingUrl", mcpEverything.url);
+  project.provide("mcpStatelessUrl", mcpStateless.url);
   return async () => {
+    await mcpEverything.close();
+    await mcpStateless.close();
     await capture.close();
     await openai.close();
     await permiso.close();
