@@ -20,12 +20,12 @@ import { writeRunSummary, type RunSummary } from "../src/db/runs";
 import { AppError, problemResponse } from "../src/errors";
 import type { RunRpc } from "../src/runs/stub";
 import { agentAudience, signInternalToken } from "../src/auth/internal-jwt";
-import { RunMachine, STEP_COLUMNS_V2, type MachineHost, type StepRow } from "../src/workflow/machine";
-import { DEFAULT_LIMITS, type RunLimits, type TurnContext, type TurnOutcome } from "../src/workflow/types";
+import { RunMachine, STEP_COLUMNS_V2, WORK_SCHEMA, type MachineHost, type StepRow } from "../src/workflow/machine";
+import { DEFAULT_LIMITS, type CallContext, type RunLimits, type TurnContext, type TurnOutcome, type WorkOutcome } from "../src/workflow/types";
 import type { Json as JsonValue } from "../src/runs/types";
 import {
   TERMINAL_RUN_STATUSES,
-  type StepJob,
+  type RunJob,
   type Json,
   type RunEvent,
   type RunEventType,
@@ -59,7 +59,8 @@ CREATE TABLE IF NOT EXISTS events (
   step_id TEXT,
   at INTEGER NOT NULL,
   data TEXT NOT NULL
-);`;
+);
+${WORK_SCHEMA}`;
 
 /** The run record, kept in the object's synchronous KV. */
 interface RunRecord extends RunInit {
@@ -86,7 +87,7 @@ interface RunRecord extends RunInit {
   /** The run's limits (the org's, when the run started). */
   limits?: RunLimits;
   /** Jobs the queue refused, sent again by the alarm. */
-  outbox?: StepJob[];
+  outbox?: RunJob[];
   outboxRetryAt?: number | null;
 }
 
@@ -226,6 +227,26 @@ export class RunObject extends DurableObject<Env> implements RunRpc {
     let ctx: TurnContext | null | { refused: "replayed" | "audience" } = null;
     this.transition((m) => (ctx = m.claimTurn(stepId, turn, token)));
     return ctx;
+  }
+
+  /** Claims a work call (an MCP tool, an external agent's send, follow or cancel); null when there is nothing to do. */
+  async claimCall(orgId: string, stepId: string, turn: number, callId: string, token?: { jti: string; agent: string }): Promise<CallContext | null | { refused: "replayed" | "audience" }> {
+    if (!this.run || this.run.orgId !== orgId) return null;
+    let ctx: CallContext | null | { refused: "replayed" | "audience" } = null;
+    const effects = this.transition((m) => (ctx = m.claimCall(stepId, turn, callId, token)));
+    await this.afterTransition(effects);
+    return ctx;
+  }
+
+  /** Records what an executor found for a work call (once). */
+  async recordCall(orgId: string, stepId: string, turn: number, callId: string, outcome: WorkOutcome): Promise<boolean> {
+    if (!this.run || this.run.orgId !== orgId) return false;
+    let recorded = false;
+    const effects = this.transition((m) => (recorded = m.recordCall(stepId, turn, callId, outcome)));
+    // A follow that is due later needs the alarm (no job was queued to arm it).
+    this.armAlarm();
+    await this.afterTransition(effects);
+    return recorded;
   }
 
   /** A fresh job (and token) for a step still queued for `turn` whose job's token expired unrun. */
@@ -398,7 +419,7 @@ export class RunObject extends DurableObject<Env> implements RunRpc {
    * The job as sent: with its internal token (EdDSA/ES256, 5 minutes, audience the step's
    * agent, the jti the machine recorded for the step's current job), without the bare jti.
    */
-  private async signed(job: StepJob): Promise<StepJob> {
+  private async signed(job: RunJob): Promise<RunJob> {
     const { jti, ...body } = job;
     if (!jti || !this.run) return body;
     const token = await signInternalToken(this.env, {
@@ -433,9 +454,9 @@ export class RunObject extends DurableObject<Env> implements RunRpc {
    * Queues jobs. With `keep`, jobs the queue refuses go to the outbox, which the alarm
    * sends again; without it the caller decides. Returns whether all were queued.
    */
-  private async sendJobs(jobs: StepJob[], keep: boolean): Promise<boolean> {
+  private async sendJobs(jobs: RunJob[], keep: boolean): Promise<boolean> {
     if (jobs.length === 0) return true;
-    let messages: StepJob[];
+    let messages: RunJob[];
     try {
       messages = await Promise.all(jobs.map((job) => this.signed(job)));
     } catch (err) {
@@ -720,6 +741,6 @@ function errorText(err: unknown): string {
 
 /** What a transition asks the shell to do once it is over. */
 interface Effects {
-  jobs: StepJob[];
+  jobs: RunJob[];
   settled?: boolean;
 }

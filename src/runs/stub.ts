@@ -1,4 +1,4 @@
-import type { TurnContext, TurnOutcome } from "../workflow/types";
+import type { CallContext, TurnContext, TurnOutcome, WorkOutcome } from "../workflow/types";
 import type { Json, RunEvent, RunInit, RunSnapshot, StepContext, StepResult } from "./types";
 
 /**
@@ -17,6 +17,8 @@ export interface RunRpc {
   reissueTurn(orgId: string, stepId: string, turn: number): Promise<boolean>;
   recordTurn(orgId: string, stepId: string, turn: number, outcome: TurnOutcome, maxIterations: number): Promise<boolean>;
   failTurn(orgId: string, stepId: string, turn: number, error: string, retrying: boolean): Promise<void>;
+  claimCall(orgId: string, stepId: string, turn: number, callId: string, token?: { jti: string; agent: string }): Promise<CallContext | null | { refused: "replayed" | "audience" }>;
+  recordCall(orgId: string, stepId: string, turn: number, callId: string, outcome: WorkOutcome): Promise<boolean>;
   cancel(orgId: string, reason?: string): Promise<boolean | null>;
   answerInput(orgId: string, requestId: string, answer: Json): Promise<boolean | null>;
   fetch(request: Request): Promise<Response>;

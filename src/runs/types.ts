@@ -65,6 +65,8 @@ export type RunEventType =
   | "model.turn"
   | "tool.called"
   | "tool.result"
+  | "tool.started"
+  | "tool.progress"
   | "input.requested"
   | "input.answered"
   | "run.input_required"
@@ -177,4 +179,25 @@ export interface AuditJob {
   entries: AuditEntry[];
 }
 
-export type Job = StepJob | SyncJob | AuditJob;
+/**
+ * A queue message for one executor-run tool call of a step's turn (an MCP tool, a call to
+ * an external agent: send, poll, cancel). Like a step job it carries an internal token
+ * whose jti the run object checks when the call is claimed.
+ */
+export interface CallJob {
+  kind: "call";
+  runId: string;
+  orgId: string;
+  stepId: string;
+  turn: number;
+  callId: string;
+  token?: string;
+  agent?: string;
+  depth?: number;
+  jti?: string;
+}
+
+/** What a run object queues. */
+export type RunJob = StepJob | CallJob;
+
+export type Job = StepJob | CallJob | SyncJob | AuditJob;

@@ -22,9 +22,9 @@
  */
 import type { AgentRef } from "../agents/snapshot";
 import { redactText } from "../audit/redact";
-import { TERMINAL_RUN_STATUSES, type Json, type RunEventType, type RunStatus, type StepJob, type StepStatus, type StoredMessage } from "../runs/types";
+import { TERMINAL_RUN_STATUSES, type Json, type RunEventType, type RunJob, type RunStatus, type StepStatus, type StoredMessage } from "../runs/types";
 import { runDataTool, RUN_DATA_TOOLS } from "../tools/run-data";
-import type { CompletionStatus, ConversationMessage, RunLimits, TurnContext, TurnOutcome, TurnToolCall, TurnUsage } from "./types";
+import type { CallContext, CompletionStatus, ConversationMessage, RemoteProgress, RunLimits, TurnContext, TurnOutcome, TurnToolCall, TurnUsage, WorkOutcome, WorkSpec } from "./types";
 
 export type { StepStatus };
 export const FINISHED: ReadonlySet<StepStatus> = new Set(["completed", "failed", "canceled"]);
@@ -44,6 +44,8 @@ export interface OpenCall {
   prompt?: string;
   inputType?: string;
   choices?: string[];
+  /** Executor-run work (an MCP tool, an external agent): its row in the `work` table. */
+  work?: "mcp" | "remote";
 }
 
 export type StepRow = {
@@ -93,6 +95,70 @@ export const STEP_COLUMNS_V2: Array<[string, string]> = [
   ["job_jti", "TEXT"],
 ];
 
+/**
+ * Tool calls an executor carries out after their turn is recorded (MCP tools, external
+ * agents), one row per call. `status`: approval (a person must approve it first) → queued
+ * (a job is on its way; `jti` names it) → running (claimed; `lease_until`) → done, or for an
+ * external agent's task: running → following (waiting until `due_at` to look again) →
+ * queued → … A canceled remote task goes to `cancel` (a job asks the remote to cancel).
+ */
+export const WORK_SCHEMA = `
+CREATE TABLE IF NOT EXISTS work (
+  step_id TEXT NOT NULL,
+  turn INTEGER NOT NULL,
+  call_id TEXT NOT NULL,
+  name TEXT NOT NULL,
+  kind TEXT NOT NULL,
+  status TEXT NOT NULL,
+  phase TEXT NOT NULL DEFAULT 'run',
+  spec TEXT NOT NULL,
+  remote TEXT,
+  follows INTEGER NOT NULL DEFAULT 0,
+  failures INTEGER NOT NULL DEFAULT 0,
+  jti TEXT,
+  attempts INTEGER NOT NULL DEFAULT 0,
+  queued_at INTEGER,
+  lease_until INTEGER,
+  due_at INTEGER,
+  deadline INTEGER,
+  created_at INTEGER NOT NULL,
+  updated_at INTEGER NOT NULL,
+  PRIMARY KEY (step_id, turn, call_id)
+);`;
+
+export type WorkRow = {
+  step_id: string;
+  turn: number;
+  call_id: string;
+  name: string;
+  kind: "mcp" | "remote";
+  status: "approval" | "queued" | "running" | "following" | "cancel" | "done";
+  phase: "run" | "follow" | "cancel";
+  spec: string;
+  remote: string | null;
+  follows: number;
+  failures: number;
+  jti: string | null;
+  attempts: number;
+  queued_at: number | null;
+  lease_until: number | null;
+  due_at: number | null;
+  deadline: number | null;
+  created_at: number;
+  updated_at: number;
+};
+
+/** How long one claimed work call may take before its executor is presumed lost. */
+const WORK_LEASE_MS = 120_000;
+/** Transient failures of one external agent call in a row before it fails. */
+const MAX_REMOTE_FAILURES = 5;
+
+/** When to look at an external agent's task again: 1 s, 2 s, 4 s … at most 30 s. */
+export function followDelayMs(follows: number, streaming: boolean): number {
+  if (streaming) return 250; // a follow that streamed waited already
+  return Math.min(30_000, 1_000 * 2 ** Math.min(5, follows));
+}
+
 /** What the machine reads and writes of the run record. */
 export interface MachineRun {
   runId: string;
@@ -117,7 +183,7 @@ export interface MachineHost {
   saveRun(): void;
   emit(type: RunEventType, stepId: string | null, data: Record<string, Json>): void;
   /** Queue a job once the transition is over. */
-  enqueue(job: StepJob): void;
+  enqueue(job: RunJob): void;
   /** The root finished: the run settles (the host writes D1, wakes waiters). */
   settle(status: "completed" | "failed" | "canceled", output: string | null, error: string | null): void;
   now(): number;
@@ -293,6 +359,27 @@ export class RunMachine {
           inputType: open.inputType,
           ...(open.choices ? { choices: open.choices } : {}),
         });
+      } else if (call.work) {
+        if (call.work.kind === "remote") {
+          agentCalls++;
+          const refusal = nthCallRefusal(agentCalls, this.h.limits.maxCallsPerTurn) ?? (this.count() >= this.h.limits.maxStepsPerRun ? `step limit of the run reached (at most ${this.h.limits.maxStepsPerRun} steps)` : null);
+          if (refusal) open.error = refusal;
+        }
+        if (open.error === undefined) {
+          open.status = "pending";
+          open.work = call.work.kind;
+          this.addWork(stepId, turn, call.id, call.name, call.work, now);
+          if (call.approval !== undefined) {
+            open.requestId = crypto.randomUUID();
+            open.prompt = call.approval;
+            open.inputType = "approval";
+            open.choices = ["approved", "rejected"];
+            this.h.sql.exec("UPDATE work SET status = 'approval' WHERE step_id = ? AND turn = ? AND call_id = ?", stepId, turn, call.id);
+            this.h.emit("input.requested", stepId, { requestId: open.requestId, callId: call.id, agent, prompt: open.prompt, inputType: "approval", choices: open.choices, tool: call.name });
+          } else {
+            this.queueWork(stepId, turn, call.id, "run");
+          }
+        }
       } else if (RUN_DATA_TOOLS.has(call.name)) {
         const r = runDataTool(this.h.kv, call.name, call.args);
         if ("error" in r) open.error = r.error;
@@ -333,7 +420,8 @@ export class RunMachine {
   /** Why `call` may not create a child, or null. */
   private refuseCall(step: StepRow, call: TurnToolCall, nth: number): string | null {
     if (!call.resolved) return "the agent could not be resolved";
-    if (nth > this.h.limits.maxCallsPerTurn) return `too many agent calls in one turn (at most ${this.h.limits.maxCallsPerTurn})`;
+    const tooMany = nthCallRefusal(nth, this.h.limits.maxCallsPerTurn);
+    if (tooMany) return tooMany;
     if (!this.h.limits.allowCycles) {
       const target = call.resolved.agent;
       for (let s: StepRow | null = step; s; s = s.parent_id ? this.step(s.parent_id) : null) {
@@ -376,7 +464,7 @@ export class RunMachine {
     // A parked step has no deadline of its own: what it waits on has (children) or the run's does (people).
     this.h.sql.exec("UPDATE steps SET status = ?, deadline = NULL, updated_at = ? WHERE id = ?", status, this.h.now(), stepId);
     this.h.emit("step.waiting", stepId, {
-      on: calls.filter((c) => c.status === "pending").map((c): Json => (c.childId ? { step: c.childId } : { requestId: c.requestId ?? "" })),
+      on: calls.filter((c) => c.status === "pending").map((c): Json => (c.childId ? { step: c.childId } : c.requestId ? { requestId: c.requestId } : { call: c.id })),
     });
     this.refreshRunStatus();
   }
@@ -410,13 +498,17 @@ export class RunMachine {
       const calls = JSON.parse(step.calls ?? "[]") as OpenCall[];
       const call = calls.find((c) => c.requestId === requestId && c.status === "pending");
       if (!call) continue;
-      call.status = "done";
-      call.result = { requestId, ...(answer !== null && typeof answer === "object" && !Array.isArray(answer) ? answer : { answer }) };
+      if (call.work) {
+        this.answerApproval(step, calls, call, answer);
+      } else {
+        call.status = "done";
+        call.result = { requestId, ...(answer !== null && typeof answer === "object" && !Array.isArray(answer) ? answer : { answer }) };
+      }
       const stillAsking = calls.some((c) => c.status === "pending" && c.requestId);
       const status: StepStatus = stillAsking ? "input_required" : "waiting";
       this.h.sql.exec("UPDATE steps SET calls = ?, status = ?, updated_at = ? WHERE id = ?", JSON.stringify(calls), status, this.h.now(), step.id);
       this.h.emit("input.answered", step.id, { requestId, callId: call.id, answer: clipJson(answer) });
-      this.emitResult(step.id, call);
+      if (!call.work) this.emitResult(step.id, call);
       this.resumeIfReady(step.id);
       this.refreshRunStatus();
       return true;
@@ -488,6 +580,282 @@ export class RunMachine {
     return usage.maxIterations ?? 10;
   }
 
+
+  // ---- work calls (MCP tools, external agents) ----------------------------------------
+
+  private work(stepId: string, turn: number, callId: string): WorkRow | null {
+    return this.h.sql.exec<WorkRow>("SELECT * FROM work WHERE step_id = ? AND turn = ? AND call_id = ?", stepId, turn, callId).toArray()[0] ?? null;
+  }
+
+  private addWork(stepId: string, turn: number, callId: string, name: string, spec: WorkSpec, now: number): void {
+    // An external agent's task may run long: it is bounded like a step (and by the run's deadline).
+    const deadline = spec.kind === "remote" ? now + this.h.limits.stepTimeoutMs : null;
+    this.h.sql.exec(
+      "INSERT OR IGNORE INTO work (step_id, turn, call_id, name, kind, status, spec, deadline, created_at, updated_at) VALUES (?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?)",
+      stepId,
+      turn,
+      callId,
+      name,
+      spec.kind,
+      JSON.stringify(spec),
+      deadline,
+      now,
+      now,
+    );
+  }
+
+  /** Sends a job (with a fresh token id) for a work call. */
+  private queueWork(stepId: string, turn: number, callId: string, phase: WorkRow["phase"]): void {
+    const now = this.h.now();
+    const jti = crypto.randomUUID();
+    this.h.sql.exec(
+      "UPDATE work SET status = ?, phase = ?, jti = ?, queued_at = ?, lease_until = NULL, due_at = NULL, updated_at = ? WHERE step_id = ? AND turn = ? AND call_id = ?",
+      phase === "cancel" ? "cancel" : "queued",
+      phase,
+      jti,
+      now,
+      now,
+      stepId,
+      turn,
+      callId,
+    );
+    const step = this.step(stepId);
+    if (!step) return;
+    const run = this.h.run;
+    this.h.enqueue({ kind: "call", runId: run.runId, orgId: run.orgId, stepId, turn, callId, agent: (JSON.parse(step.agent) as AgentRef).name, depth: step.depth, jti });
+  }
+
+  /**
+   * Claims a work call for an executor: null when there is nothing to do (done already, the
+   * step or run ended, or another executor holds it), so a redelivered job runs nothing.
+   */
+  claimCall(stepId: string, turn: number, callId: string, token?: { jti: string; agent: string }): CallContext | null | { refused: "replayed" | "audience" } {
+    const w = this.work(stepId, turn, callId);
+    const step = this.step(stepId);
+    if (!w || !step) return null;
+    const canceling = w.status === "cancel";
+    if (!canceling && (TERMINAL_RUN_STATUSES.has(this.h.run.status) || FINISHED.has(step.status))) return null;
+    if (w.status !== "queued" && !canceling) return null;
+    if (token) {
+      if ((JSON.parse(step.agent) as AgentRef).name !== token.agent) return { refused: "audience" };
+      if (w.jti !== token.jti) return { refused: "replayed" };
+    }
+    const now = this.h.now();
+    const attempts = w.attempts + 1;
+    this.h.sql.exec(
+      "UPDATE work SET status = ?, attempts = ?, lease_until = ?, updated_at = ? WHERE step_id = ? AND turn = ? AND call_id = ?",
+      canceling ? "done" : "running",
+      attempts,
+      now + WORK_LEASE_MS,
+      now,
+      stepId,
+      turn,
+      callId,
+    );
+    const work = JSON.parse(w.spec) as WorkSpec;
+    if (!canceling && w.phase === "run") {
+      this.h.emit("tool.started", stepId, { tool: w.name, callId, kind: w.kind, attempt: attempts, ...(work.kind === "mcp" ? { server: work.server.name } : { agent: work.target.name }) });
+    }
+    const run = this.h.run;
+    return {
+      runId: run.runId,
+      orgId: run.orgId,
+      stepId,
+      turn,
+      callId,
+      name: w.name,
+      agent: JSON.parse(step.agent) as AgentRef,
+      depth: step.depth,
+      work,
+      phase: w.phase,
+      ...(w.remote ? { remote: JSON.parse(w.remote) as RemoteProgress } : {}),
+      follows: w.follows,
+      attempt: attempts,
+      initiatedBy: run.initiatedBy,
+      userId: run.userId ?? null,
+    };
+  }
+
+  /**
+   * Records what an executor found for a work call. Recorded once: a report for a call
+   * that is not running under that claim changes nothing. A result or an error is the
+   * call's tool result; an external agent's task that is still going is followed again
+   * later (the alarm queues the next look), one that asks for input is answered to the
+   * caller as a result it can reply to.
+   */
+  recordCall(stepId: string, turn: number, callId: string, outcome: WorkOutcome): boolean {
+    const w = this.work(stepId, turn, callId);
+    if (!w || w.status !== "running") return false;
+    const now = this.h.now();
+    const spec = JSON.parse(w.spec) as WorkSpec;
+    if ("remote" in outcome) {
+      const r = outcome.remote;
+      const before = w.remote ? (JSON.parse(w.remote) as RemoteProgress) : null;
+      this.h.sql.exec("UPDATE work SET remote = ?, failures = 0, follows = follows + ?, updated_at = ? WHERE step_id = ? AND turn = ? AND call_id = ?", JSON.stringify(r), w.phase === "follow" ? 1 : 0, now, stepId, turn, callId);
+      if (!before || before.state !== r.state || before.taskId !== r.taskId) {
+        this.h.emit("tool.progress", stepId, { tool: w.name, callId, taskId: r.taskId, state: r.state, ...(r.text ? { text: clip(r.text, 2_000) } : {}) });
+      }
+      const name = spec.kind === "remote" ? spec.target.name : w.name;
+      switch (r.state) {
+        case "completed":
+          return this.settleWork(w, { result: { agent: name, status: "SUCCESS", result: r.text, ...(r.data !== undefined ? { data: r.data } : {}), taskId: r.taskId, ...(r.contextId ? { contextId: r.contextId } : {}) } });
+        case "input-required":
+          return this.settleWork(w, {
+            result: {
+              agent: name,
+              status: "INPUT_REQUIRED",
+              question: r.text,
+              taskId: r.taskId,
+              ...(r.contextId ? { contextId: r.contextId } : {}),
+              howToAnswer: `call call_agent again with agent '${name}', your answer as input and taskId '${r.taskId}'`,
+            },
+          });
+        case "failed":
+        case "rejected":
+        case "canceled":
+        case "auth-required":
+          return this.settleWork(w, { error: `external agent ${name} ${r.state === "auth-required" ? "needs authentication it was not given" : r.state}${r.error || r.text ? `: ${r.error || r.text}` : ""}` });
+        default: {
+          const follows = w.phase === "follow" ? w.follows + 1 : w.follows;
+          this.h.sql.exec(
+            "UPDATE work SET status = 'following', phase = 'follow', lease_until = NULL, due_at = ?, updated_at = ? WHERE step_id = ? AND turn = ? AND call_id = ?",
+            now + followDelayMs(follows, r.streaming && w.phase === "follow"),
+            now,
+            stepId,
+            turn,
+            callId,
+          );
+          return true;
+        }
+      }
+    }
+    if ("error" in outcome && outcome.retrying && w.kind === "remote" && w.failures + 1 < MAX_REMOTE_FAILURES) {
+      // A remote that is down for a moment: look again later (a send is resent with its message id).
+      this.h.sql.exec(
+        "UPDATE work SET status = 'following', failures = failures + 1, lease_until = NULL, due_at = ?, updated_at = ? WHERE step_id = ? AND turn = ? AND call_id = ?",
+        now + followDelayMs(w.failures + 1, false),
+        now,
+        stepId,
+        turn,
+        callId,
+      );
+      this.h.emit("tool.progress", stepId, { tool: w.name, callId, state: "retrying", error: clip(outcome.error, 500) });
+      return true;
+    }
+    return this.settleWork(w, "error" in outcome ? { error: outcome.error } : { result: outcome.result });
+  }
+
+  /** A work call's final result or error becomes its tool result; the step resumes when nothing else is pending. */
+  private settleWork(w: WorkRow, outcome: { result: Json } | { error: string }): boolean {
+    const now = this.h.now();
+    this.h.sql.exec("UPDATE work SET status = 'done', lease_until = NULL, due_at = NULL, updated_at = ? WHERE step_id = ? AND turn = ? AND call_id = ?", now, w.step_id, w.turn, w.call_id);
+    const step = this.step(w.step_id);
+    if (!step || FINISHED.has(step.status) || step.turn !== w.turn) return true;
+    const calls = JSON.parse(step.calls ?? "[]") as OpenCall[];
+    const call = calls.find((c) => c.id === w.call_id && c.status === "pending");
+    if (!call) return true;
+    call.status = "done";
+    delete call.requestId;
+    if ("error" in outcome) call.error = redactText(outcome.error, 4_000);
+    else call.result = clipJson(outcome.result);
+    this.h.sql.exec("UPDATE steps SET calls = ?, updated_at = ? WHERE id = ?", JSON.stringify(calls), now, step.id);
+    this.emitResult(step.id, call);
+    this.resumeIfReady(step.id);
+    this.refreshRunStatus();
+    return true;
+  }
+
+  /**
+   * A person's answer to a call waiting for approval: approved, the call's job is queued;
+   * anything else, the call's result is the refusal (the model reads it).
+   */
+  private answerApproval(step: StepRow, calls: OpenCall[], call: OpenCall, answer: Json): void {
+    const w = this.work(step.id, step.turn, call.id);
+    const approved = isApproval(answer);
+    delete call.requestId;
+    if (approved && w && w.status === "approval") {
+      this.h.sql.exec("UPDATE steps SET calls = ?, updated_at = ? WHERE id = ?", JSON.stringify(calls), this.h.now(), step.id);
+      this.queueWork(step.id, step.turn, call.id, "run");
+      return;
+    }
+    if (w) this.h.sql.exec("UPDATE work SET status = 'done', updated_at = ? WHERE step_id = ? AND turn = ? AND call_id = ?", this.h.now(), step.id, step.turn, call.id);
+    call.status = "done";
+    const reason = reasonOf(answer);
+    call.error = `a person did not approve this call to ${call.name}${reason ? `: ${reason}` : ""}`;
+    this.h.sql.exec("UPDATE steps SET calls = ?, updated_at = ? WHERE id = ?", JSON.stringify(calls), this.h.now(), step.id);
+    this.emitResult(step.id, call);
+  }
+
+  /** A step ended (finished, canceled, timed out): its open work ends with it; a remote task is asked to cancel. */
+  private endWork(stepId: string, reason: string): void {
+    for (const w of this.h.sql.exec<WorkRow>("SELECT * FROM work WHERE step_id = ? AND status NOT IN ('done', 'cancel')", stepId).toArray()) {
+      const remote = w.remote ? (JSON.parse(w.remote) as RemoteProgress) : null;
+      if (w.kind === "remote" && remote?.taskId && !REMOTE_FINAL.has(remote.state)) {
+        this.queueWork(w.step_id, w.turn, w.call_id, "cancel");
+      } else {
+        this.h.sql.exec("UPDATE work SET status = 'done', lease_until = NULL, due_at = NULL, updated_at = ? WHERE step_id = ? AND turn = ? AND call_id = ?", this.h.now(), w.step_id, w.turn, w.call_id);
+      }
+      this.h.emit("tool.result", stepId, { tool: w.name, callId: w.call_id, error: `canceled: ${reason}` });
+    }
+  }
+
+  /**
+   * The work part of the watchdog: follows that are due are queued; jobs lost in the queue
+   * are sent again; a claim that ran out is run again when that is safe (an external
+   * agent's follow, a tool annotated read-only or idempotent) and otherwise fails with an
+   * unknown outcome, so nothing with side effects runs twice.
+   */
+  private resendWork(now: number): number {
+    let n = 0;
+    const rows = this.h.sql
+      .exec<WorkRow>(
+        "SELECT * FROM work WHERE (status = 'following' AND due_at <= ?) OR (status IN ('queued', 'cancel') AND queued_at + ? <= ?) OR (status = 'running' AND lease_until <= ?)",
+        now,
+        this.h.resendAfterMs,
+        now,
+        now,
+      )
+      .toArray();
+    for (const w of rows) {
+      n++;
+      if (w.status === "following") {
+        this.queueWork(w.step_id, w.turn, w.call_id, "follow");
+        continue;
+      }
+      if (w.status === "queued" || w.status === "cancel") {
+        this.queueWork(w.step_id, w.turn, w.call_id, w.phase);
+        continue;
+      }
+      const spec = JSON.parse(w.spec) as WorkSpec;
+      const safe = spec.kind === "remote" ? w.phase === "follow" || w.remote !== null : spec.rerunnable;
+      if (safe) {
+        this.h.emit("tool.progress", w.step_id, { tool: w.name, callId: w.call_id, state: "retrying", error: "the executor's claim ran out (the call is made again)" });
+        this.queueWork(w.step_id, w.turn, w.call_id, w.phase);
+      } else {
+        this.settleWork(w, { error: `the executor running this call to ${w.name} was lost; whether it took effect is unknown, and it is not run again` });
+      }
+    }
+    return n;
+  }
+
+  /** Fails work calls past their deadline (an external agent's task that does not finish). */
+  private timeOutWork(now: number): number {
+    let n = 0;
+    for (const w of this.h.sql.exec<WorkRow>("SELECT * FROM work WHERE status NOT IN ('done', 'cancel') AND deadline IS NOT NULL AND deadline <= ?", now).toArray()) {
+      const remote = w.remote ? (JSON.parse(w.remote) as RemoteProgress) : null;
+      const seconds = Math.round((now - w.created_at) / 1000);
+      this.settleWork(w, { error: `the call to ${w.name} timed out: not finished after ${seconds} s` });
+      if (remote?.taskId && !REMOTE_FINAL.has(remote.state)) this.queueWork(w.step_id, w.turn, w.call_id, "cancel");
+      n++;
+    }
+    return n;
+  }
+
+  /** Open work calls of the run (for snapshots and tests). */
+  workCalls(): WorkRow[] {
+    return this.h.sql.exec<WorkRow>("SELECT * FROM work ORDER BY created_at, step_id, call_id").toArray();
+  }
+
   // ---- finishing ----------------------------------------------------------------------
 
   private finish(stepId: string, status: "completed" | "failed" | "canceled", output: string | null, error: string | null, resultStatus: string | null, summary: string | null): void {
@@ -514,6 +882,7 @@ export class RunMachine {
     } else {
       this.h.emit("step.canceled", stepId, { agent, reason: error ?? "canceled" });
     }
+    this.endWork(stepId, status === "canceled" ? (error ?? "canceled") : `the step ${status}`);
     // Children still running end with it.
     this.cancelDescendants(stepId, status === "canceled" ? (error ?? "canceled") : `its caller ${agent} ${status === "completed" ? "completed" : "failed"}`);
     if (step.parent_id === null) {
@@ -553,6 +922,7 @@ export class RunMachine {
       stepId,
     );
     this.h.emit("step.canceled", stepId, { agent: (JSON.parse(step.agent) as AgentRef).name, reason });
+    this.endWork(stepId, reason);
     this.cancelDescendants(stepId, reason);
   }
 
@@ -608,14 +978,19 @@ export class RunMachine {
       });
       this.h.enqueue({ kind: "step", runId: run.runId, orgId: run.orgId, stepId: step.id, turn: step.queued_turn!, agent: (JSON.parse(step.agent) as AgentRef).name, depth: step.depth, jti });
     }
-    return lost.length;
+    return lost.length + this.resendWork(now);
   }
 
   /** When the watchdog next has something to look at (null: nothing queued or running). */
   nextResendAt(): number | null {
     const q = this.h.sql.exec<{ t: number | null }>("SELECT min(updated_at) AS t FROM steps WHERE status = 'queued' AND queued_turn IS NOT NULL").one().t;
     const r = this.h.sql.exec<{ t: number | null }>("SELECT min(lease_until) AS t FROM steps WHERE status = 'running' AND lease_until IS NOT NULL").one().t;
-    const due = [q === null ? null : q + this.h.resendAfterMs, r].filter((t): t is number => t !== null);
+    const w = this.h.sql
+      .exec<{ f: number | null; q: number | null; r: number | null }>(
+        "SELECT min(CASE WHEN status = 'following' THEN due_at END) AS f, min(CASE WHEN status IN ('queued', 'cancel') THEN queued_at END) AS q, min(CASE WHEN status = 'running' THEN lease_until END) AS r FROM work",
+      )
+      .one();
+    const due = [q === null ? null : q + this.h.resendAfterMs, r, w.f, w.q === null ? null : w.q + this.h.resendAfterMs, w.r].filter((t): t is number => t !== null);
     return due.length ? Math.min(...due) : null;
   }
 
@@ -629,7 +1004,7 @@ export class RunMachine {
       this.finish(s.id, "failed", null, `the step timed out: not finished after ${seconds} s`, null, null);
       n++;
     }
-    return n;
+    return n + this.timeOutWork(now);
   }
 
   /** Fails every unfinished step (the run timed out). */
@@ -638,12 +1013,15 @@ export class RunMachine {
       const now = this.h.now();
       this.h.sql.exec("UPDATE steps SET status = 'failed', error = ?, queued_turn = NULL, finished_at = ?, updated_at = ? WHERE id = ?", error, now, now, s.id);
       this.h.emit("step.failed", s.id, { agent: (JSON.parse(s.agent) as AgentRef).name, attempt: s.attempts, error });
+      this.endWork(s.id, error);
     }
   }
 
   /** The earliest deadline of an unfinished step, if any. */
   nextStepDeadline(): number | null {
-    return this.h.sql.exec<{ d: number | null }>("SELECT min(deadline) AS d FROM steps WHERE status NOT IN ('completed','failed','canceled')").one().d;
+    const step = this.h.sql.exec<{ d: number | null }>("SELECT min(deadline) AS d FROM steps WHERE status NOT IN ('completed','failed','canceled')").one().d;
+    const work = this.h.sql.exec<{ d: number | null }>("SELECT min(deadline) AS d FROM work WHERE status NOT IN ('done', 'cancel')").one().d;
+    return step === null ? work : work === null ? step : Math.min(step, work);
   }
 
   // ---- run status -----------------------------------------------------------------------
@@ -675,6 +1053,35 @@ export class RunMachine {
   }
 }
 
+
+const REMOTE_FINAL = new Set(["completed", "failed", "canceled", "rejected", "input-required", "auth-required"]);
+
+const APPROVING = new Set(["approved", "approve", "yes", "y", "ok", "true", "allow", "allowed", "accept", "accepted"]);
+
+/** Whether a person's answer approves: "approved" (or yes/ok/…), true, or an object saying so. */
+export function isApproval(answer: Json): boolean {
+  if (answer === true) return true;
+  if (typeof answer === "string") return APPROVING.has(answer.trim().toLowerCase());
+  if (answer && typeof answer === "object" && !Array.isArray(answer)) {
+    const a = answer as Record<string, Json>;
+    if (a.approved === true) return true;
+    for (const k of ["answer", "decision", "choice", "text"]) if (typeof a[k] === "string" && APPROVING.has((a[k] as string).trim().toLowerCase())) return true;
+  }
+  return false;
+}
+
+function reasonOf(answer: Json): string {
+  if (typeof answer === "string") return answer.trim().toLowerCase() === "rejected" ? "" : clip(answer, 500);
+  if (answer && typeof answer === "object" && !Array.isArray(answer)) {
+    const r = (answer as Record<string, Json>).reason ?? (answer as Record<string, Json>).comment;
+    if (typeof r === "string") return clip(r, 500);
+  }
+  return "";
+}
+
+function nthCallRefusal(nth: number, max: number): string | null {
+  return nth > max ? `too many agent calls in one turn (at most ${max})` : null;
+}
 
 function firstMessage(step: StepRow, runMessage: StoredMessage): ConversationMessage {
   const input = step.input ? (JSON.parse(step.input) as StoredMessage) : runMessage;

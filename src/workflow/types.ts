@@ -76,6 +76,80 @@ export interface TurnToolCall {
   resolved?: { agent: AgentRef; qualifiedName: string } | undefined;
   error?: string | undefined;
   result?: Json | undefined;
+  /** Work an executor carries out after the turn is recorded (an MCP tool, an external agent), once per call id. */
+  work?: WorkSpec | undefined;
+  /** Set when a person must approve the call before it runs: what they are asked. */
+  approval?: string | undefined;
+}
+
+/** The server of an MCP tool call, as the run stores it (src/mcp's McpServerSpec). */
+export type StoredMcpServer = { name: string; url: string } & Record<string, Json>;
+
+/** An external A2A agent as the run stores it (src/a2a-client's RemoteAgentTarget). */
+export interface StoredRemoteTarget {
+  name: string;
+  url: string;
+  credentialSecret: string | null;
+}
+
+/** Executor-run work of a tool call. */
+export type WorkSpec =
+  | {
+      kind: "mcp";
+      server: StoredMcpServer;
+      /** The tool's name on its server (the model sees it namespaced). */
+      tool: string;
+      args: Json;
+      /** Annotated read-only or idempotent: safe to run again when its executor was lost mid-call. */
+      rerunnable: boolean;
+      timeoutMs?: number | undefined;
+    }
+  | {
+      kind: "remote";
+      target: StoredRemoteTarget;
+      text: string;
+      /** The message id sent (fixed per call, so a resend is recognisable). */
+      messageId: string;
+      /** Continues a remote task (one that asked for input) and its context. */
+      taskId?: string | undefined;
+      contextId?: string | undefined;
+    };
+
+/** Progress of an external agent's task, as the executor reports it. */
+export interface RemoteProgress {
+  taskId: string;
+  contextId?: string | undefined;
+  state: string;
+  text: string;
+  data?: Json | undefined;
+  error?: string | undefined;
+  /** The agent's card offers streaming (the next follow may stream). */
+  streaming: boolean;
+}
+
+/** What an executor reports for one work call. */
+export type WorkOutcome = { result: Json } | { error: string; retrying?: boolean } | { remote: RemoteProgress };
+
+/** What the run object hands the executor to carry out one work call. */
+export interface CallContext {
+  runId: string;
+  orgId: string;
+  stepId: string;
+  turn: number;
+  callId: string;
+  /** The tool's name as the model called it. */
+  name: string;
+  agent: AgentRef;
+  depth: number;
+  work: WorkSpec;
+  /** What to do: run the tool or send the message; follow a remote task; cancel it. */
+  phase: "run" | "follow" | "cancel";
+  remote?: RemoteProgress | undefined;
+  /** Follows of the remote task so far. */
+  follows: number;
+  attempt: number;
+  initiatedBy: string | null;
+  userId: string | null;
 }
 
 export interface TurnUsage {
