@@ -20,12 +20,13 @@ import { writeRunSummary, type RunSummary } from "../src/db/runs";
 import { AppError, problemResponse } from "../src/errors";
 import type { RunRpc } from "../src/runs/stub";
 import { agentAudience, signInternalToken } from "../src/auth/internal-jwt";
-import { RunMachine, STEP_COLUMNS_V2, WORK_SCHEMA, type MachineHost, type StepRow } from "../src/workflow/machine";
+import { roundCost, RunMachine, STEP_COLUMNS_V2, WORK_SCHEMA, type MachineHost, type StepRow } from "../src/workflow/machine";
 import { DEFAULT_LIMITS, type CallContext, type RunLimits, type TurnContext, type TurnOutcome, type WorkOutcome } from "../src/workflow/types";
 import type { Json as JsonValue } from "../src/runs/types";
 import {
   TERMINAL_RUN_STATUSES,
   type RunJob,
+  type RunUsage,
   type Json,
   type RunEvent,
   type RunEventType,
@@ -715,6 +716,7 @@ export class RunObject extends DurableObject<Env> implements RunRpc {
       updatedAt: run.updatedAt,
       lastSeq: this.lastSeq,
       steps,
+      usage: totalUsage(steps),
       inputs: TERMINAL_RUN_STATUSES.has(run.status) ? [] : this.machine().pendingInputs(),
     };
   }
@@ -743,4 +745,21 @@ function errorText(err: unknown): string {
 interface Effects {
   jobs: RunJob[];
   settled?: boolean;
+}
+
+/** The run's usage: its steps' summed (tokens, model turns, cost). */
+function totalUsage(steps: StepView[]): RunUsage {
+  const total: RunUsage = { inputTokens: 0, outputTokens: 0, cachedInputTokens: 0, reasoningTokens: 0, costUsd: 0, turns: 0 };
+  for (const s of steps) {
+    const u = s.usage;
+    if (!u) continue;
+    total.inputTokens += u.inputTokens ?? 0;
+    total.outputTokens += u.outputTokens ?? 0;
+    total.cachedInputTokens += u.cachedInputTokens ?? 0;
+    total.reasoningTokens += u.reasoningTokens ?? 0;
+    total.costUsd += u.costUsd ?? 0;
+    total.turns += u.turns ?? 0;
+  }
+  total.costUsd = roundCost(total.costUsd);
+  return total;
 }

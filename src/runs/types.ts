@@ -120,8 +120,19 @@ export interface RunSnapshot {
   updatedAt: number;
   lastSeq: number;
   steps: StepView[];
+  /** Tokens and cost of every model call of the run so far. */
+  usage?: RunUsage;
   /** Questions waiting for a person. */
   inputs: PendingInput[];
+}
+
+export interface RunUsage {
+  inputTokens: number;
+  outputTokens: number;
+  cachedInputTokens: number;
+  reasoningTokens: number;
+  costUsd: number;
+  turns: number;
 }
 
 /** What the executor needs to run one step, handed out by the run object on claim. */
