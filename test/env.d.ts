@@ -9,6 +9,8 @@ declare global {
       TEST_GIT_URL: string;
       /** Base URL of the capturing server (test/servers/capture.ts). */
       TEST_CAPTURE_URL: string;
+      /** Base URL of the external A2A test agents (test/servers/a2a-agent.ts). */
+      TEST_A2A_AGENT_URL: string;
       /** Proxy in front of server-everything (test/servers/mcp-everything.ts). */
       TEST_MCP_EVERYTHING_URL: string;
       /** The stateless 2026-07-28 MCP server (test/servers/mcp-stateless.ts). */
@@ -33,6 +35,8 @@ declare module "vitest" {
     gitUrl: string;
     /** Base URL of the capturing server (test/servers/capture.ts). */
     captureUrl: string;
+    /** Base URL of the external A2A test agents (test/servers/a2a-agent.ts). */
+    a2aAgentUrl: string;
     /** Proxy in front of server-everything: MCP at …/p/<name>. */
     mcpEverythingUrl: string;
     /** The stateless 2026-07-28 MCP server: MCP at …/mcp/<name>. */

@@ -1,6 +1,7 @@
 import { readdirSync, readFileSync } from "node:fs";
 import { join, relative } from "node:path";
 import type { TestProject } from "vitest/node";
+import { startA2AAgents } from "../servers/a2a-agent";
 import { startCapture } from "../servers/capture";
 import { startGitServer } from "../servers/git";
 import { startKratos } from "../servers/kratos";
@@ -36,12 +37,15 @@ export default async function setup(project: TestProject) {
   project.provide("gitUrl", git.url);
   const capture = await startCapture();
   project.provide("captureUrl", capture.url);
+  const a2aAgents = await startA2AAgents({ elsewhereUrl: capture.url });
+  project.provide("a2aAgentUrl", a2aAgents.url);
   const [mcpEverything, mcpStateless] = await Promise.all([startMcpEverything(), startMcpStateless()]);
   project.provide("mcpEverythingUrl", mcpEverything.url);
   project.provide("mcpStatelessUrl", mcpStateless.url);
   return async () => {
     await mcpEverything.close();
     await mcpStateless.close();
+    await a2aAgents.close();
     await capture.close();
     await openai.close();
     await permiso.close();
