@@ -26,6 +26,8 @@ export default defineConfig(async () => {
             KRATOS_URL: inject<string>("kratosUrl"),
             TEST_GIT_URL: inject<string>("gitUrl"),
             TEST_CAPTURE_URL: inject<string>("captureUrl"),
+            TEST_ANTHROPIC_URL: inject<string>("anthropicUrl"),
+            TEST_GOOGLE_URL: inject<string>("googleUrl"),
             TEST_A2A_AGENT_URL: inject<string>("a2aAgentUrl"),
             TEST_MCP_EVERYTHING_URL: inject<string>("mcpEverythingUrl"),
             TEST_MCP_STATELESS_URL: inject<string>("mcpStatelessUrl"),

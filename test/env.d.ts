@@ -9,6 +9,9 @@ declare global {
       TEST_GIT_URL: string;
       /** Base URL of the capturing server (test/servers/capture.ts). */
       TEST_CAPTURE_URL: string;
+      /** Base URLs of the Anthropic Messages and Gemini generateContent test servers (test/servers/anthropic.ts, google.ts). */
+      TEST_ANTHROPIC_URL: string;
+      TEST_GOOGLE_URL: string;
       /** Base URL of the external A2A test agents (test/servers/a2a-agent.ts). */
       TEST_A2A_AGENT_URL: string;
       /** Proxy in front of server-everything (test/servers/mcp-everything.ts). */
@@ -35,6 +38,8 @@ declare module "vitest" {
     gitUrl: string;
     /** Base URL of the capturing server (test/servers/capture.ts). */
     captureUrl: string;
+    anthropicUrl: string;
+    googleUrl: string;
     /** Base URL of the external A2A test agents (test/servers/a2a-agent.ts). */
     a2aAgentUrl: string;
     /** Proxy in front of server-everything: MCP at …/p/<name>. */
