@@ -12,8 +12,8 @@ import { db } from "../src/db/client";
 import { AppError } from "../src/errors";
 import { messageText } from "../src/workflow/machine";
 import { runTurn } from "../src/workflow/turn";
-import { modelConfigFromEnv, resolveModel, withOrgOpenAIKey, type ModelConfig } from "../src/llm/registry";
-import { cachedCredential } from "../src/secrets/cache";
+import { runCall } from "../src/workflow/call";
+import { orgModelConfig, resolveModel } from "../src/llm/registry";
 import { orgById } from "../src/db/orgs";
 import { syncRepository } from "../src/repos/sync";
 import type { AuditJob, Job, StepContext, StepResult, SyncJob } from "../src/runs/types";
@@ -124,6 +124,11 @@ async function handleJob(message: Message<Job>, env: Env, audit: AuditBuffer): P
   const job = message.body;
   if (job?.kind === "sync") return handleSync(message as Message<SyncJob>, env);
   if (job?.kind === "audit") return handleAuditJob(message as Message<AuditJob>, env);
+  if (job?.kind === "call" && typeof job.runId === "string" && typeof job.stepId === "string" && typeof job.callId === "string" && typeof job.turn === "number") {
+    // An MCP tool or an external agent's task: src/workflow/call.ts.
+    const orgId = job.orgId;
+    return runCall(job, env, (entry) => audit.add(orgId, entry));
+  }
   if (!job || job.kind !== "step" || typeof job.runId !== "string" || typeof job.stepId !== "string") {
     console.error("executor: dropping malformed job");
     message.ack();
@@ -172,12 +177,8 @@ function orgGone(err: unknown): boolean {
   return /FOREIGN KEY constraint failed/i.test(`${errorText(err)} ${cause === undefined ? "" : errorText(cause)}`);
 }
 
-/** The model configuration for an org: the platform's, with the org's own provider key if it set one. */
-export async function orgModelConfig(env: Env, orgId: string): Promise<ModelConfig> {
-  const base = modelConfigFromEnv(env);
-  const orgKey = await cachedCredential(db(env), env, orgId, ORG_OPENAI_KEY_SECRET);
-  return orgKey ? withOrgOpenAIKey(base, orgKey) : base;
-}
+/** The model configuration for an org (moved to src/llm/registry.ts; re-exported for callers here). */
+export { orgModelConfig };
 
 type AuditSink = (entry: Omit<AuditEntry, "actor">) => void;
 
