@@ -227,6 +227,36 @@ describe("offline model with platform tools", () => {
     expect(requestTotal("Subtotal: 900")).toBeUndefined();
   });
 
+  it("calls the other tools its instructions name (MCP tools), alongside the agents, with schema-valid arguments, and reports their results", async () => {
+    const tools: ToolSet = {
+      ...platformTools(AGENTS),
+      everything__echo: tool({ description: "Echoes", inputSchema: jsonSchema({ type: "object", properties: { message: { type: "string" } }, required: ["message"] }) }),
+      everything__get_sum: tool({ description: "Adds", inputSchema: jsonSchema({ type: "object", properties: { a: { type: "number" }, b: { type: "number", minimum: 2 } }, required: ["a", "b"] }) }),
+      other__delete_all: tool({ description: "Not named: never called", inputSchema: jsonSchema({ type: "object", properties: {} }) }),
+    };
+    const system = "You are VendorCheck.\nLook the vendor up with `echo`, and add with `everything__get_sum`.";
+    const start: ModelMessage[] = [{ role: "user", content: "Vendor Globex" }];
+    const first = await turn(system, start, tools);
+    expect(first.toolCalls.map((c) => [c.toolName, c.input])).toEqual([
+      ["call_agent", { agent: "ValidateData", input: "Vendor Globex" }],
+      ["call_agent", { agent: "finance/VendorCheck", input: "Vendor Globex" }],
+      ["everything__echo", { message: "Vendor Globex" }],
+      ["everything__get_sum", { a: 1, b: 2 }],
+    ]);
+    const second = await turn(
+      system,
+      answer(start, first, [agentResult("ValidateData", "ok"), agentResult("finance/VendorCheck", "ok"), { type: "json", value: { text: "Echo: Vendor Globex" } }, { type: "error-text", value: "server down" }]),
+      tools,
+    );
+    const done = second.toolCalls[0]!;
+    expect(done.toolName).toBe("complete_agent_execution");
+    const report = (done.input as { result: string }).result;
+    expect(report).toContain("Tools used: 2");
+    expect(report).toContain("- everything__echo: ");
+    expect(report).toContain("Echo: Vendor Globex");
+    expect(report).toContain("- everything__get_sum (error): server down");
+  });
+
   it("answers as before without tools", async () => {
     const r = await generateText({ model: offline("gpt-4o-mini"), system: "You are X. More.", prompt: "hello there" });
     expect(r.text).toBe(

@@ -16,6 +16,10 @@
  *    may call:" then one "- `Name`: …" line each) and no `call_agent` call is in the
  *    conversation yet: one `call_agent` per listed agent, all in this one response (so
  *    they run in parallel), `input` = the request (the first user message's text).
+ *    Also in that response: one call of each non-platform tool (an MCP tool) the system
+ *    prompt names in backticks (by its full name or the part after `server__`), with
+ *    arguments made from its input schema (strings: the request; numbers: their minimum
+ *    or 1; the first of an enum); the report lists each tool's result.
  * 2. **Ask for approval.** The approval rule below says so, `request_user_input` is
  *    offered and not called yet: `request_user_input { inputType: "approval", prompt }`,
  *    the prompt naming what is to be approved and why.
@@ -300,6 +304,55 @@ function approvalPrompt(request: string, d: ApprovalDecision): string {
   return `${what}\nThe instructions ask for approval: "${clip(d.rule.line, 200)}".`;
 }
 
+const PLATFORM = new Set(["call_agent", "complete_agent_execution", "request_user_input", "run_data_write", "run_data_read", "run_data_query", "run_data_list", "run_data_delete"]);
+
+/**
+ * Tools other than the platform's (MCP tools) that the instructions name in backticks, by
+ * their full name or the part after a `server__` prefix: the offline model calls each once.
+ */
+export function namedTools(system: string, tools: Map<string, LanguageModelV4FunctionTool>): LanguageModelV4FunctionTool[] {
+  const quoted = new Set([...system.matchAll(/`([^`\n]{1,100})`/g)].map((m) => m[1]!.trim()));
+  const out: LanguageModelV4FunctionTool[] = [];
+  for (const t of tools.values()) {
+    if (PLATFORM.has(t.name)) continue;
+    const bare = t.name.includes("__") ? t.name.slice(t.name.indexOf("__") + 2) : t.name;
+    if (quoted.has(t.name) || quoted.has(bare)) out.push(t);
+  }
+  return out;
+}
+
+/** Arguments that satisfy a tool's input schema: strings are the request, numbers their minimum (or 1), the first of an enum. */
+export function argumentsFor(tool: LanguageModelV4FunctionTool, request: string): Record<string, unknown> {
+  type Schema = { type?: string | string[]; properties?: Record<string, Schema>; required?: string[]; enum?: unknown[]; default?: unknown; minimum?: number; items?: Schema };
+  const valueOf = (s: Schema | undefined, depth: number): unknown => {
+    if (!s || depth > 4) return null;
+    if (s.default !== undefined) return s.default;
+    if (Array.isArray(s.enum) && s.enum.length > 0) return s.enum[0];
+    const type = Array.isArray(s.type) ? s.type[0] : s.type;
+    switch (type) {
+      case "string":
+        return clip(request, 500);
+      case "number":
+      case "integer":
+        return typeof s.minimum === "number" ? s.minimum : 1;
+      case "boolean":
+        return false;
+      case "array":
+        return [];
+      case "object":
+        return objectOf(s, depth + 1);
+      default:
+        return clip(request, 500);
+    }
+  };
+  const objectOf = (s: Schema, depth: number): Record<string, unknown> => {
+    const out: Record<string, unknown> = {};
+    for (const key of s.required ?? []) out[key] = valueOf(s.properties?.[key], depth);
+    return out;
+  };
+  return objectOf(tool.inputSchema as Schema, 0);
+}
+
 /** What the offline model answers to one call: a pure function of the call. */
 export function offlineTurn(modelId: string, options: Pick<LanguageModelV4CallOptions, "prompt" | "tools" | "toolChoice">): OfflineTurn {
   const { name } = parseOfflineModelId(modelId);
@@ -315,10 +368,14 @@ export function offlineTurn(modelId: string, options: Pick<LanguageModelV4CallOp
   const request = requestText(prompt);
   const done = exchanges(prompt);
 
-  // 1. Call every listed agent, in parallel, once.
+  // 1. Call every listed agent, and every other tool the instructions name, in parallel, once.
   const agents = listedAgents(tools.get("call_agent")?.description);
-  if (agents.length > 0 && !done.some((e) => e.toolName === "call_agent")) {
-    return { kind: "tools", calls: agents.map((agent, n) => ({ toolCallId: id(n), toolName: "call_agent", input: { agent, input: request } })) };
+  const named = namedTools(systemText(prompt), tools).filter((t) => !done.some((e) => e.toolName === t.name));
+  if ((agents.length > 0 && !done.some((e) => e.toolName === "call_agent")) || (named.length > 0 && done.length === 0)) {
+    const calls: Array<{ toolCallId: string; toolName: string; input: Record<string, unknown> }> = [];
+    if (!done.some((e) => e.toolName === "call_agent")) for (const agent of agents) calls.push({ toolCallId: id(calls.length), toolName: "call_agent", input: { agent, input: request } });
+    for (const t of named) calls.push({ toolCallId: id(calls.length), toolName: t.name, input: argumentsFor(t, request) });
+    return { kind: "tools", calls };
   }
 
   // 2. Ask for approval when the rule says so.
@@ -344,6 +401,14 @@ export function offlineTurn(modelId: string, options: Pick<LanguageModelV4CallOp
   if (outcomes.length > 0) {
     lines.push(`Agents called: ${outcomes.length}`);
     for (const o of outcomes) lines.push(`- ${o.agent} (${o.status}): ${clip(o.text, 1000) || "(no result)"}`);
+  }
+  const used = done.filter((e) => e.toolName !== "call_agent" && e.toolName !== "request_user_input" && e.output !== undefined);
+  if (used.length > 0) {
+    lines.push(`Tools used: ${used.length}`);
+    for (const e of used) {
+      const { error, value } = outputValue(e.output);
+      lines.push(`- ${e.toolName}${error ? " (error)" : ""}: ${clip(asText(value), 1000) || "(no result)"}`);
+    }
   }
   if (decision) lines.push(`Approval: ${decision.answer}${decision.comment ? ` (comment: ${clip(decision.comment, 500)})` : ""}`);
 
