@@ -5,6 +5,7 @@
 export const ERROR_STATUS = {
   BAD_REQUEST: 400,
   UNAUTHORIZED: 401,
+  PAYMENT_REQUIRED: 402,
   FORBIDDEN: 403,
   NOT_FOUND: 404,
   METHOD_NOT_ALLOWED: 405,
@@ -22,6 +23,7 @@ export type ErrorCode = keyof typeof ERROR_STATUS;
 const TITLES: Record<ErrorCode, string> = {
   BAD_REQUEST: "Bad Request",
   UNAUTHORIZED: "Unauthorized",
+  PAYMENT_REQUIRED: "Payment Required",
   FORBIDDEN: "Forbidden",
   NOT_FOUND: "Not Found",
   METHOD_NOT_ALLOWED: "Method Not Allowed",

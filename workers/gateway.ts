@@ -20,6 +20,7 @@ import { externalAgentRoutes } from "../src/api/external-agents";
 import { repositoryRoutes } from "../src/api/repositories";
 import { webhookRoutes } from "../src/repos/webhooks";
 import { secretRoutes } from "../src/api/secrets";
+import { usageRoutes, usageSettingsRoutes } from "../src/api/usage";
 import { auditRequest } from "../src/audit/http";
 import { recordAnonymousDenial } from "../src/audit/denials";
 
@@ -88,6 +89,8 @@ export function createApp(): Hono<AppEnv> {
   org.route("/audit", auditRoutes);
   org.route("/repositories", repositoryRoutes);
   org.route("/external-agents", externalAgentRoutes);
+  org.route("/usage", usageRoutes);
+  org.route("/settings", usageSettingsRoutes);
 
   app.route("/_org/:org", org);
   app.route("/", org);

@@ -4,6 +4,7 @@ import { handleJobs } from "./executor";
 import { createApp } from "./gateway";
 import { handleScheduled } from "./sync";
 
+export { BudgetObject } from "../durable-objects/budget";
 export { RateLimiter } from "../durable-objects/rate-limiter";
 export { RunObject } from "../durable-objects/run-object";
 

@@ -21,6 +21,7 @@ import { RUN_ID, runStub } from "../runs/stub";
 import { TERMINAL_RUN_STATUSES, type RunSnapshot } from "../runs/types";
 import { JSONRPC, JsonRpcError, JsonRpcRequest, requestIdOf, rpcError, rpcResult, type JsonRpcId } from "./jsonrpc";
 import { GetTaskParams, normaliseSend, renderTask, type Dialect } from "./wire";
+import { budgetRefusal, budgetRpcError } from "../usage/budget";
 
 const MAX_BODY_BYTES = 1024 * 1024;
 
@@ -249,6 +250,10 @@ async function sendMessage(c: Context<AppEnv>, agent: AgentIndexEntry, dialect: 
     }
     throw new JsonRpcError(JSONRPC.UNSUPPORTED_OPERATION, "The task is not waiting for input");
   }
+
+  // An org whose monthly budget is used up starts no new run (src/usage/budget.ts).
+  const overBudget = await budgetRefusal(c.env, org.orgId);
+  if (overBudget) throw budgetRpcError(overBudget);
 
   const runId = crypto.randomUUID();
   const contextId = req.contextId ?? crypto.randomUUID();

@@ -12,6 +12,10 @@ export interface OrgSettings {
   rateLimits?: { perPrincipal?: number; perOrg?: number; perClient?: number; windowSeconds?: number };
   /** Run limits (src/workflow/types.ts): maxDepth, maxStepsPerRun, maxCallsPerTurn, stepTimeoutMs, allowCycles. */
   runLimits?: { maxDepth?: number; maxStepsPerRun?: number; maxCallsPerTurn?: number; stepTimeoutMs?: number; allowCycles?: boolean };
+  /** The org's own model prices (src/usage/prices.ts): `provider:model` prefix → USD per million tokens. */
+  prices?: Record<string, { input: number; cachedInput?: number; output: number }>;
+  /** The org's monthly budget (src/usage/budget.ts), enforced while runs go. */
+  budget?: { period: "month"; maxTokens?: number; maxUsd?: number };
 }
 
 export const orgs = sqliteTable(

@@ -1,9 +1,24 @@
 /**
  * One model call of a turn: the seam where usage is counted, priced and held to the org's
- * budget (reserve before, settle after). The turn loop (src/workflow/turn.ts) calls this
- * and nothing else to reach a model.
+ * budget. The turn loop (src/workflow/turn.ts) calls this and nothing else to reach a model.
+ *
+ * 1. The org's usage settings (prices, budget; cached a few seconds per isolate).
+ * 2. With a budget: the call's maximum (input estimated from what is sent, plus the most
+ *    output it may produce, priced at the model's price) is reserved in the org's budget
+ *    object for the month; a call that does not fit throws `BudgetExceededError` (not
+ *    transient: the step fails with its message). Without a budget: no round trip at all.
+ * 3. The call. When it throws, the reservation is released (settled at zero).
+ * 4. The reservation is settled with what the provider reported, and one usage row is
+ *    written (its id is the call's, so writing it again adds nothing).
  */
 import { generateText } from "ai";
+import { db as dbOf } from "../db/client";
+import { AppError } from "../errors";
+import { BudgetExceededError, reserveBudget, settleBudget, type Reservation } from "../usage/budget";
+import { estimateInputTokens, maxOutputOf, type EstimatableParams } from "../usage/estimate";
+import { costOf, priceFor, type PriceMatch } from "../usage/prices";
+import { callIdOf, writeUsage } from "../usage/records";
+import { orgUsageSettings } from "../usage/settings";
 import type { TurnContext, TurnUsage } from "./types";
 
 export type GenerateParams = Parameters<typeof generateText>[0];
@@ -15,6 +30,8 @@ export interface ModelCallInput {
   /** `provider:model` as resolved (for prices, events and audit). */
   modelId: string;
   params: GenerateParams;
+  /** The model's output ceiling, when the provider registry knows it (`ResolvedModel.maxOutputTokens`). */
+  maxOutputTokens?: number | undefined;
 }
 
 export interface ModelCallOutput {
@@ -23,10 +40,87 @@ export interface ModelCallOutput {
 }
 
 export async function callModel(input: ModelCallInput): Promise<ModelCallOutput> {
-  const result = await generateText(input.params);
-  return { result, usage: usageOf(result) };
+  const { env, ctx, modelId, params } = input;
+  const settings = await orgUsageSettings(env, ctx.orgId);
+  const price = priceFor(modelId, settings.prices);
+  const maxOutput = maxOutputOf(params.maxOutputTokens, input.maxOutputTokens ?? price.maxOutputTokens);
+  const inputTokens = estimateInputTokens(params as EstimatableParams);
+  const need = { tokens: inputTokens + maxOutput, usd: costOf({ inputTokens, outputTokens: maxOutput }, price.price) };
+  const callId = callIdOf(ctx);
+
+  let reservation: Reservation | null = null;
+  if (settings.budget) {
+    try {
+      reservation = await reserveBudget(env, ctx.orgId, callId, need, settings);
+    } catch (err) {
+      if (err instanceof BudgetExceededError) throw err;
+      // The budget could not be asked: no call without it (retried by the queue).
+      throw new AppError("UNAVAILABLE", `the org's budget could not be checked: ${err instanceof Error ? err.message : String(err)}`);
+    }
+  }
+
+  let result: GenerateResult;
+  try {
+    result = await generateText(params);
+  } catch (err) {
+    if (reservation) await settle(env, ctx.orgId, reservation, { tokens: 0, usd: 0 });
+    throw err;
+  }
+
+  const usage = usageOf(result, price);
+  await Promise.all([
+    reservation ? settle(env, ctx.orgId, reservation, { tokens: usage.inputTokens + usage.outputTokens, usd: usage.costUsd ?? 0 }) : null,
+    writeUsage(dbOf(env), {
+      id: callId,
+      orgId: ctx.orgId,
+      runId: ctx.runId,
+      stepId: ctx.stepId,
+      turn: ctx.turn,
+      attempt: ctx.attempt,
+      agent: ctx.agent.name,
+      repositoryId: ctx.agent.repositoryId,
+      model: modelId,
+      inputTokens: usage.inputTokens,
+      cachedInputTokens: usage.cachedInputTokens ?? 0,
+      outputTokens: usage.outputTokens,
+      reasoningTokens: usage.reasoningTokens ?? 0,
+      costUsd: usage.costUsd ?? 0,
+      priced: price.priced,
+      reservedTokens: need.tokens,
+      reservedUsd: need.usd,
+      at: Date.now(),
+    }).catch((err: unknown) => {
+      // The call happened and is paid for: failing the turn now would only make it run (and be paid) again.
+      console.error(`usage: the row of ${callId} could not be written: ${err instanceof Error ? err.message : String(err)}`);
+    }),
+  ]);
+  return { result, usage };
 }
 
-export function usageOf(result: GenerateResult): TurnUsage {
-  return { inputTokens: result.usage.inputTokens ?? 0, outputTokens: result.usage.outputTokens ?? 0 };
+/** Settles a reservation, once more if the first try fails; a reservation left behind expires with its lease. */
+async function settle(env: Env, orgId: string, reservation: Reservation, actual: { tokens: number; usd: number }): Promise<void> {
+  for (let i = 0; i < 2; i++) {
+    try {
+      await settleBudget(env, orgId, reservation, actual);
+      return;
+    } catch (err) {
+      if (i === 1) console.error(`budget: ${reservation.callId} could not be settled (its reservation expires with its lease): ${err instanceof Error ? err.message : String(err)}`);
+    }
+  }
+}
+
+/** Tokens of a call as the AI SDK reports them (cached and reasoning where the provider says), and its cost. */
+export function usageOf(result: Pick<GenerateResult, "usage"> & { totalUsage?: GenerateResult["usage"] }, price: PriceMatch = priceFor("")): TurnUsage {
+  const u = result.totalUsage ?? result.usage;
+  const inputTokens = u.inputTokens ?? 0;
+  const outputTokens = u.outputTokens ?? 0;
+  const cachedInputTokens = u.inputTokenDetails?.cacheReadTokens ?? 0;
+  const reasoningTokens = u.outputTokenDetails?.reasoningTokens ?? 0;
+  return {
+    inputTokens,
+    outputTokens,
+    cachedInputTokens,
+    reasoningTokens,
+    costUsd: costOf({ inputTokens, cachedInputTokens, outputTokens }, price.price),
+  };
 }
