@@ -151,6 +151,14 @@ const ROUTES: RouteCase[] = [
   { method: "GET", pattern: "/external-agents/:name", kind: "org", other: () => "/external-agents/BetaPartner", missing: () => "/external-agents/NoSuchPartner" },
   { method: "PUT", pattern: "/external-agents/:name", kind: "org", body: () => ({ url: "https://a.example.com/a2a" }) },
   { method: "DELETE", pattern: "/external-agents/:name", kind: "org", other: () => "/external-agents/BetaPartner", missing: () => "/external-agents/NoSuchPartner" },
+  { method: "GET", pattern: "/usage", kind: "org", leaks: () => [fx.bRun, fx.b.org.id] },
+  { method: "GET", pattern: "/settings/prices", kind: "org", leaks: () => ["b-only:model"] },
+  { method: "PUT", pattern: "/settings/prices", kind: "org", body: () => ({ prices: { "a:model": { input: 1, output: 1 } } }) },
+  { method: "GET", pattern: "/settings/budget", kind: "org", leaks: () => ["987654321"] },
+  { method: "PUT", pattern: "/settings/budget", kind: "org", body: () => ({ period: "month", maxTokens: 1 }) },
+  { method: "DELETE", pattern: "/settings/budget", kind: "org" },
+  { method: "GET", pattern: "/settings/models", kind: "org", leaks: () => ["beta-only-alias", "claude-beta-model"] },
+  { method: "PUT", pattern: "/settings/models", kind: "org", body: () => ({ aliases: { fast: "offline:fast" } }) },
   {
     method: "POST",
     pattern: "/webhooks/git/:repositoryId",
@@ -225,12 +233,18 @@ beforeAll(async () => {
   const bSecret = "B_ONLY_SECRET";
   expect((await orgFetch(B, `/secrets/${bSecret}`, { method: "PUT", headers: { "content-type": "application/json" }, body: json({ value: "b-value" }) })).status).toBe(200);
 
+  // B's prices and budget (never shown to A)
+  expect((await orgFetch(B, "/settings/prices", { method: "PUT", headers: { "content-type": "application/json" }, body: json({ prices: { "b-only:model": { input: 1, output: 2 } } }) })).status).toBe(200);
+  expect((await orgFetch(B, "/settings/budget", { method: "PUT", headers: { "content-type": "application/json" }, body: json({ period: "month", maxTokens: 987654321 }) })).status).toBe(200);
+
   const partner = await orgFetch(B, "/external-agents/BetaPartner", {
     method: "PUT",
     headers: { "content-type": "application/json" },
     body: json({ url: "https://partner-b.example.com/a2a/agents/Pay", description: "B's partner" }),
   });
   expect(partner.status).toBe(200);
+  const models = await orgFetch(B, "/settings/models", { method: "PUT", headers: { "content-type": "application/json" }, body: json({ aliases: { "beta-only-alias": "anthropic:claude-beta-model" } }) });
+  expect(models.status).toBe(200);
   const scopeA = (await orgBySlug(db(env), A))!;
   const expired = await createApiKey(db(env), scopeA, { name: "expired", permissions: [{ resource: "/*", action: "*" }], expiresAt: Date.now() - 1000 });
   const revokedRes = await orgFetch(A, "/api-keys", {

@@ -17,6 +17,8 @@ import { runRoutes } from "../src/runs/routes";
 import { apiKeyRoutes } from "../src/api/api-keys";
 import { auditRoutes } from "../src/api/audit";
 import { externalAgentRoutes } from "../src/api/external-agents";
+import { mcpServerRoutes } from "../src/api/mcp-servers";
+import { modelSettingsRoutes } from "../src/api/model-settings";
 import { repositoryRoutes } from "../src/api/repositories";
 import { webhookRoutes } from "../src/repos/webhooks";
 import { secretRoutes } from "../src/api/secrets";
@@ -89,8 +91,10 @@ export function createApp(): Hono<AppEnv> {
   org.route("/audit", auditRoutes);
   org.route("/repositories", repositoryRoutes);
   org.route("/external-agents", externalAgentRoutes);
+  org.route("/mcp-servers", mcpServerRoutes);
   org.route("/usage", usageRoutes);
   org.route("/settings", usageSettingsRoutes);
+  org.route("/settings/models", modelSettingsRoutes);
 
   app.route("/_org/:org", org);
   app.route("/", org);
