@@ -11,18 +11,125 @@
 import { isMap, LineCounter, parseDocument } from "yaml";
 import { z } from "zod";
 
-const McpServerRef = z.union([
-  z.string().min(1),
-  z
-    .object({
-      name: z.string().min(1),
-      url: z.string().url().optional(),
-      /** Name of the org secret holding the server's bearer token. */
-      secret: z.string().optional(),
-      tools: z.array(z.string()).optional(),
-    })
-    .loose(),
+// ---- MCP servers (see docs/agents.md, "MCP servers") -------------------------------------
+
+/** An MCP server's name: the prefix of its tools' names (`<server>__<tool>`). */
+export const MCP_SERVER_NAME = /^[A-Za-z][A-Za-z0-9_-]{0,63}$/;
+/** An HTTP header name (RFC 9110 token). */
+export const MCP_HEADER_NAME = /^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,128}$/;
+/** An org secret's name (src/secrets/store.ts). */
+const MCP_SECRET_NAME = /^[A-Za-z][A-Za-z0-9_.-]{0,127}$/;
+/** Headers the MCP transport owns; a server entry may not set them. */
+export const MCP_RESERVED_HEADERS = new Set([
+  "accept",
+  "content-type",
+  "content-length",
+  "host",
+  "mcp-session-id",
+  "mcp-protocol-version",
+  "mcp-method",
+  "mcp-name",
+  "last-event-id",
+  "traceparent",
+  "tracestate",
 ]);
+export const MCP_MAX_TIMEOUT_MS = 120_000;
+
+/** What an agent file or the org registry may say about one MCP server. */
+export const McpServerOptions = z
+  .object({
+    /** The server's Streamable HTTP endpoint. Absent: the org's registered server of that name. */
+    url: z.string().url().max(2048).optional(),
+    /** Request headers whose values are org secrets: `{ "X-Api-Key": "SECRET_NAME" }`. */
+    headers: z
+      .record(z.string(), z.string().regex(MCP_SECRET_NAME, "the value must be an org secret's name"))
+      .superRefine((h, ctx) => {
+        const names = Object.keys(h);
+        if (names.length > 16) ctx.addIssue({ code: "custom", message: "at most 16 headers" });
+        for (const name of names) {
+          if (!MCP_HEADER_NAME.test(name)) ctx.addIssue({ code: "custom", message: `'${name}' is not a header name`, path: [name] });
+          else if (MCP_RESERVED_HEADERS.has(name.toLowerCase())) ctx.addIssue({ code: "custom", message: `'${name}' is set by the MCP transport itself`, path: [name] });
+        }
+      })
+      .optional(),
+    /** An org secret sent as `Authorization: Bearer <value>`. */
+    bearerSecret: z.string().regex(MCP_SECRET_NAME, "an org secret's name").optional(),
+    /** Old spelling of `bearerSecret`. */
+    secret: z.string().regex(MCP_SECRET_NAME, "an org secret's name").optional(),
+    /** The server's tools the agent may use (absent: all of them). */
+    tools: z.array(z.string().min(1).max(128)).max(200).optional(),
+    /** Tools of this server that run only after a person approves the call (`"*"`: all). */
+    requireApproval: z.array(z.string().min(1).max(128)).max(200).optional(),
+    /** Bound on one tool call (default 30 s). */
+    timeoutMs: z.number().int().min(100).max(MCP_MAX_TIMEOUT_MS).optional(),
+  })
+  .strict();
+
+/**
+ * One MCP server an agent names, normalised from any of the accepted forms:
+ *   mcpServers: [github, { name: local, url: ..., tools: [...] }]      (list)
+ *   mcpServers: { github: registered, local: { url: ..., headers: {...} } }   (map)
+ * `registered`: no URL of its own, the org's registry entry of that name is used (the
+ * agent's `tools`, `requireApproval` and `timeoutMs` narrow it).
+ */
+export interface McpServerEntry {
+  name: string;
+  registered: boolean;
+  url?: string;
+  headers?: Record<string, string>;
+  bearerSecret?: string;
+  tools?: string[];
+  requireApproval?: string[];
+  timeoutMs?: number;
+}
+
+function mcpEntry(name: string, options: z.infer<typeof McpServerOptions> | null): McpServerEntry {
+  if (!options) return { name, registered: true };
+  const { secret, bearerSecret, url, ...rest } = options;
+  const bearer = bearerSecret ?? secret;
+  return { name, registered: url === undefined, ...(url !== undefined ? { url } : {}), ...rest, ...(bearer !== undefined ? { bearerSecret: bearer } : {}) };
+}
+
+const McpServers = z.unknown().optional().transform((raw, ctx): McpServerEntry[] => {
+  const issue = (message: string, path: (string | number)[] = []) => {
+    ctx.addIssue({ code: "custom", message, path });
+    return z.NEVER;
+  };
+  const options = (value: unknown, path: (string | number)[]) => {
+    const parsed = McpServerOptions.safeParse(value);
+    if (parsed.success) return parsed.data;
+    const first = parsed.error.issues[0];
+    return issue(first?.message ?? "invalid", [...path, ...(first?.path ?? [])].map((p) => (typeof p === "symbol" ? String(p) : p)));
+  };
+  const checkName = (name: unknown, path: (string | number)[]): string =>
+    typeof name === "string" && MCP_SERVER_NAME.test(name) ? name : issue("an MCP server name starts with a letter and holds up to 64 letters, digits, '_' or '-'", path);
+  const entries: McpServerEntry[] = [];
+  if (raw === undefined || raw === null) return entries;
+  if (Array.isArray(raw)) {
+    raw.forEach((item, i) => {
+      if (typeof item === "string") entries.push(mcpEntry(checkName(item, [i]), null));
+      else if (item && typeof item === "object" && !Array.isArray(item)) {
+        const { name, ...rest } = item as Record<string, unknown>;
+        entries.push(mcpEntry(checkName(name, [i, "name"]), options(rest, [i])));
+      } else issue("expected a server name or { name, url, headers, tools, requireApproval, timeoutMs }", [i]);
+    });
+  } else if (typeof raw === "object") {
+    for (const [name, value] of Object.entries(raw as Record<string, unknown>)) {
+      checkName(name, [name]);
+      if (value === null || value === "registered") entries.push(mcpEntry(name, null));
+      else if (typeof value === "object" && !Array.isArray(value)) entries.push(mcpEntry(name, options(value, [name])));
+      else issue("expected \"registered\" or { url, headers, tools, requireApproval, timeoutMs }", [name]);
+    }
+  } else {
+    return issue("expected a list of MCP servers or a map of name to server");
+  }
+  const seen = new Set<string>();
+  for (const e of entries) {
+    if (seen.has(e.name)) issue(`the MCP server '${e.name}' is named twice`);
+    seen.add(e.name);
+  }
+  return entries;
+});
 
 export const AgentFrontmatter = z.object({
   name: z.string().min(1).optional(),
@@ -33,7 +140,9 @@ export const AgentFrontmatter = z.object({
   maxTokens: z.number().int().positive().optional(),
   exposed: z.boolean().default(false),
   tools: z.array(z.string()).default([]),
-  mcpServers: z.array(McpServerRef).default([]),
+  mcpServers: McpServers,
+  /** Tools that run only after a person approves the call: `server__tool`, `server/tool`, `server/*` or a bare tool name. */
+  requireApproval: z.array(z.string().min(1).max(200)).max(200).default([]),
   allowedAgents: z.union([z.literal("*"), z.array(z.string())]).default([]),
   tags: z.array(z.string()).default([]),
   maxIterations: z.number().int().positive().max(100).default(10),

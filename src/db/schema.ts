@@ -359,3 +359,35 @@ export type RoleRow = typeof roles.$inferSelect;
 export type PermissionRow = typeof permissions.$inferSelect;
 export type ApiKeyRow = typeof apiKeys.$inferSelect;
 export type AuditRow = typeof auditLog.$inferSelect;
+
+// ---- MCP servers (issue 10) --------------------------------------------------------------
+
+/**
+ * The org's registry of MCP servers: agents name them in their frontmatter
+ * (`mcpServers: { github: registered }`). Header values are org secret NAMES, never values.
+ */
+export const mcpServers = sqliteTable(
+  "mcp_servers",
+  {
+    orgId: text("org_id")
+      .notNull()
+      .references(() => orgs.id, { onDelete: "cascade" }),
+    name: text("name").notNull(),
+    url: text("url").notNull(),
+    /** `{ "Header-Name": "SECRET_NAME" }`: each header's value is read from the org secret. */
+    headers: text("headers", { mode: "json" }).$type<Record<string, string>>().notNull().default(sql`'{}'`),
+    /** An org secret sent as `Authorization: Bearer <value>`. */
+    bearerSecret: text("bearer_secret"),
+    /** The tools agents may use; null: all of the server's tools. */
+    tools: text("tools", { mode: "json" }).$type<string[]>(),
+    /** Tools that run only after a person approves the call (`*`: all). */
+    requireApproval: text("require_approval", { mode: "json" }).$type<string[]>().notNull().default(sql`'[]'`),
+    timeoutMs: integer("timeout_ms"),
+    description: text("description").notNull().default(""),
+    createdAt: integer("created_at").notNull().default(now),
+    updatedAt: integer("updated_at").notNull().default(now),
+  },
+  (t) => [primaryKey({ columns: [t.orgId, t.name] })],
+);
+
+export type McpServerRow = typeof mcpServers.$inferSelect;
