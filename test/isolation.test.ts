@@ -151,6 +151,11 @@ const ROUTES: RouteCase[] = [
   { method: "GET", pattern: "/external-agents/:name", kind: "org", other: () => "/external-agents/BetaPartner", missing: () => "/external-agents/NoSuchPartner" },
   { method: "PUT", pattern: "/external-agents/:name", kind: "org", body: () => ({ url: "https://a.example.com/a2a" }) },
   { method: "DELETE", pattern: "/external-agents/:name", kind: "org", other: () => "/external-agents/BetaPartner", missing: () => "/external-agents/NoSuchPartner" },
+  { method: "GET", pattern: "/mcp-servers", kind: "org", leaks: () => ["BetaTools", "tools-b.example.com"] },
+  { method: "GET", pattern: "/mcp-servers/:name", kind: "org", other: () => "/mcp-servers/BetaTools", missing: () => "/mcp-servers/NoSuchTools" },
+  { method: "PUT", pattern: "/mcp-servers/:name", kind: "org", body: () => ({ url: "https://tools-a.example.com/mcp" }) },
+  { method: "PATCH", pattern: "/mcp-servers/:name", kind: "org", other: () => "/mcp-servers/BetaTools", missing: () => "/mcp-servers/NoSuchTools", body: () => ({ description: "mine now" }) },
+  { method: "DELETE", pattern: "/mcp-servers/:name", kind: "org", other: () => "/mcp-servers/BetaTools", missing: () => "/mcp-servers/NoSuchTools" },
   { method: "GET", pattern: "/usage", kind: "org", leaks: () => [fx.bRun, fx.b.org.id] },
   { method: "GET", pattern: "/settings/prices", kind: "org", leaks: () => ["b-only:model"] },
   { method: "PUT", pattern: "/settings/prices", kind: "org", body: () => ({ prices: { "a:model": { input: 1, output: 1 } } }) },
@@ -208,6 +213,7 @@ function asMissing<T>(o: T): T {
     [fx.bSecret, "NO_SUCH_SECRET"],
     [fx.b.repository.id, MISSING_UUID],
     ["BetaPartner", "NoSuchPartner"],
+    ["BetaTools", "NoSuchTools"],
   ];
   for (const [from, to] of swaps) text = text.split(from).join(to);
   return JSON.parse(text) as T;
@@ -237,6 +243,8 @@ beforeAll(async () => {
   expect((await orgFetch(B, "/settings/prices", { method: "PUT", headers: { "content-type": "application/json" }, body: json({ prices: { "b-only:model": { input: 1, output: 2 } } }) })).status).toBe(200);
   expect((await orgFetch(B, "/settings/budget", { method: "PUT", headers: { "content-type": "application/json" }, body: json({ period: "month", maxTokens: 987654321 }) })).status).toBe(200);
 
+  const tools = await orgFetch(B, "/mcp-servers/BetaTools", { method: "PUT", headers: { "content-type": "application/json" }, body: json({ url: "https://tools-b.example.com/mcp", description: "B's tools" }) });
+  expect(tools.status).toBe(200);
   const partner = await orgFetch(B, "/external-agents/BetaPartner", {
     method: "PUT",
     headers: { "content-type": "application/json" },
@@ -322,6 +330,7 @@ describe("another org's resources answer exactly like missing ones", () => {
     expect((await orgFetch(B, `/repositories/${fx.b.repository.id}`)).status).toBe(200);
     expect((await rpc(B, "BetaOnly", sendMessage("still mine?"))).status).toBe(200);
     expect((await orgFetch(B, "/external-agents/BetaPartner")).status).toBe(200);
+    expect(((await (await orgFetch(B, "/mcp-servers/BetaTools")).json()) as any).mcpServer.description).toBe("B's tools");
   });
 
   it("an unknown subdomain and an org the caller is not a member of look the same", async () => {
