@@ -219,6 +219,14 @@ describe("failures: RemoteCallError and its transient flag", () => {
     expect(err.message).not.toContain(KEY);
   });
 
+  it("an agent that quotes the request's credential and token in its error: both are cut out of the message", async () => {
+    const err = await refusal(send(target("leaky", "REMOTE_KEY")));
+    expect(err).toMatchObject({ transient: false, rpcCode: -32603 });
+    expect(err.message).toContain("refused: authorization=");
+    expect(err.message).not.toContain(KEY);
+    expect(err.message).not.toMatch(/eyJ[A-Za-z0-9_-]+\./);
+  });
+
   it("the endpoint answers 200 with HTML: not transient", async () => {
     const err = await refusal(send(target("garbage")));
     expect(err.transient).toBe(false);

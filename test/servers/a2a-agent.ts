@@ -19,6 +19,8 @@
  *   {p}/garbage   a good card; the endpoint answers 200 with HTML
  *   {p}/down      a good card; the endpoint answers 503
  *   {p}/hang      a good card; the endpoint never answers
+ *   {p}/leaky     a good card; the endpoint answers a JSON-RPC error quoting the request's
+ *                 Authorization and X-Shaman-Caller headers (a remote that echoes secrets)
  * Cards: GET {p}/{agent}/.well-known/agent-card.json (the interface URL is {p}/{agent}).
  *
  * Every request is recorded (GET /__log): path, JSON-RPC method, headers, the send
@@ -52,7 +54,7 @@ export interface A2ALogEntry {
   configuration?: unknown;
 }
 
-const AGENTS = ["echo", "fail", "ask", "slow", "nostream", "v03", "elsewhere", "garbage", "down", "hang"] as const;
+const AGENTS = ["echo", "fail", "ask", "slow", "nostream", "v03", "elsewhere", "garbage", "down", "hang", "leaky"] as const;
 type AgentName = (typeof AGENTS)[number];
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -236,6 +238,10 @@ export async function startA2AAgents(opts: { elsewhereUrl?: string } = {}): Prom
       entry.configuration = body.params?.configuration;
       if (name === "garbage") return send(res, 200, "<html><body>Welcome to nginx!</body></html>", "text/html");
       if (name === "down") return send(res, 503, "upstream unavailable", "text/plain");
+      if (name === "leaky") {
+        const quoted = `refused: authorization=${String(req.headers.authorization)} caller=${String(req.headers["x-shaman-caller"])}`;
+        return send(res, 200, { jsonrpc: "2.0", id: body.id ?? null, error: { code: -32603, message: quoted } });
+      }
       if (name === "hang") {
         hanging.add(res);
         res.on("close", () => hanging.delete(res));
