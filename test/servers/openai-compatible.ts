@@ -17,7 +17,9 @@
  *   the first `times` requests of this turn get it and later ones the turn's answer (a
  *   retried call sends the same messages, so it lands on the same turn);
  * - `delayMs`: wait before answering;
- * - `repeat: true`: this turn also answers every later turn.
+ * - `repeat: true`: this turn also answers every later turn;
+ * - `usage`: the usage reported (`prompt_tokens`, `completion_tokens`, `cached_tokens`,
+ *   `reasoning_tokens`) instead of the default (request and answer sizes in characters).
  * A turn the script does not have is answered with HTTP 400 naming the script. Streaming
  * (`stream: true`) works for text and tool calls. Usage is reported in every answer.
  */
@@ -37,6 +39,8 @@ export interface ScriptTurn {
   times?: number;
   delayMs?: number;
   repeat?: boolean;
+  /** The usage to report instead of the default (prompt = request chars, completion = answer chars). */
+  usage?: { prompt_tokens: number; completion_tokens: number; cached_tokens?: number; reasoning_tokens?: number };
 }
 
 export interface Script {
@@ -125,6 +129,7 @@ export async function startOpenAICompatible(port = 0): Promise<RunningServer> {
       }
       let content = answerFor(payload.model, payload.messages);
       let toolCalls: Array<{ id: string; type: "function"; function: { name: string; arguments: string } }> = [];
+      let scriptedUsage: ScriptTurn["usage"];
       const scripted = /SCRIPT:([A-Za-z0-9_-]+)/.exec(all);
       if (scripted?.[1]) {
         const key = scripted[1];
@@ -158,6 +163,7 @@ export async function startOpenAICompatible(port = 0): Promise<RunningServer> {
           }
         }
         content = turn.text ?? "";
+        scriptedUsage = turn.usage;
         toolCalls = (turn.toolCalls ?? []).map((c, i) => ({
           id: c.id ?? `call_${key}_${assistants}_${i}`,
           type: "function" as const,
@@ -168,7 +174,15 @@ export async function startOpenAICompatible(port = 0): Promise<RunningServer> {
       const id = `chatcmpl-${requests.length}`;
       const created = Math.floor(Date.now() / 1000);
       const outChars = content.length + toolCalls.reduce((n, c) => n + c.function.name.length + c.function.arguments.length, 0);
-      const usage = { prompt_tokens: all.length, completion_tokens: outChars, total_tokens: all.length + outChars };
+      const usage = scriptedUsage
+        ? {
+            prompt_tokens: scriptedUsage.prompt_tokens,
+            completion_tokens: scriptedUsage.completion_tokens,
+            total_tokens: scriptedUsage.prompt_tokens + scriptedUsage.completion_tokens,
+            prompt_tokens_details: { cached_tokens: scriptedUsage.cached_tokens ?? 0 },
+            completion_tokens_details: { reasoning_tokens: scriptedUsage.reasoning_tokens ?? 0 },
+          }
+        : { prompt_tokens: all.length, completion_tokens: outChars, total_tokens: all.length + outChars };
       if (payload.stream) {
         res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache" });
         const chunk = (delta: object, finish: string | null, extra: object = {}) =>
