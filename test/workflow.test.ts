@@ -5,20 +5,16 @@
  * call goes through the real provider path. The run's jobs are recorded instead of queued
  * and delivered by the test ("the pump"), which can deliver them twice, late, or never.
  */
-import { createExecutionContext, createMessageBatch, getQueueResult, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
+import { createExecutionContext, createMessageBatch, getQueueResult, runDurableObjectAlarm } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { beforeAll, describe, expect, it } from "vitest";
-import type { RunObject } from "../durable-objects/run-object";
-import { runStub } from "../src/runs/stub";
-import type { Job, RunEvent, RunInit, RunSnapshot, StepJob } from "../src/runs/types";
-import type { RunLimits } from "../src/workflow/types";
+import type { Job, RunSnapshot } from "../src/runs/types";
 import worker from "../workers/index";
 import { eventually, orgFetch, seedOrg, type SeedResult } from "./helpers";
+import { call, complete, Pump, requestsFor, script } from "./pump";
 
 const ORG = "workflow";
 let seed: SeedResult;
-const compat = () => env.TEST_OPENAI_URL.replace(/\/v1$/, "");
-const modelEnv = () => ({ ...env, OPENAI_BASE_URL: env.TEST_OPENAI_URL, OPENAI_API_KEY: undefined }) as Env;
 
 const agent = (name: string, allowed: string[] = [], extra = "") =>
   `---\ndescription: ${name} agent\nmodel: gpt-4o-mini\nallowedAgents: [${allowed.join(", ")}]\n${extra}---\nYou are ${name}.\n`;
@@ -33,81 +29,6 @@ beforeAll(async () => {
   });
 });
 
-type Turn = { toolCalls?: Array<{ name: string; arguments: unknown }>; text?: string; status?: number; times?: number; repeat?: boolean };
-
-async function script(key: string, turns: Turn[]): Promise<void> {
-  const res = await fetch(`${compat()}/__scripts`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ key, turns }) });
-  if (!res.ok) throw new Error(`script ${key}: ${res.status} ${await res.text()}`);
-}
-
-const call = (agentName: string, input: string) => ({ name: "call_agent", arguments: { agent: agentName, input } });
-const complete = (result: string, status = "SUCCESS") => ({ name: "complete_agent_execution", arguments: { result, status } });
-
-/** Model requests of the steps whose input (their first user message) mentions `marker` (a script key). */
-async function requestsFor(marker: string): Promise<any[]> {
-  const all = (await (await fetch(`${compat()}/__requests`)).json()) as any[];
-  const input = (r: any) => {
-    const first = r.messages.find((m: any) => m.role === "user");
-    return typeof first?.content === "string" ? first.content : JSON.stringify(first?.content ?? "");
-  };
-  return all.filter((r) => input(r).includes(marker));
-}
-
-/** A run whose jobs the test delivers. */
-class Pump {
-  readonly sent: StepJob[] = [];
-  readonly run: RunInit;
-  constructor(agentName: string, text: string, limits?: Partial<RunLimits>, private readonly extraEnv: Record<string, string> = {}) {
-    this.run = {
-      runId: crypto.randomUUID(),
-      orgId: seed.org.id,
-      contextId: "ctx",
-      agent: { name: agentName, repositoryId: seed.repository.id, commit: seed.commit, path: `${agentName}/prompt.md` },
-      initiatedBy: null,
-      message: { messageId: crypto.randomUUID(), role: "user", parts: [{ kind: "text", text }] },
-      ...(limits ? { limits } : {}),
-    };
-  }
-  get stub() {
-    return runStub(env, this.run.runId);
-  }
-  async start(): Promise<void> {
-    const sent = this.sent;
-    await runInDurableObject(env.RUNS.get(env.RUNS.idFromName(this.run.runId)), async (obj: RunObject) => {
-      const JOBS = {
-        send: async (job: StepJob) => void sent.push(job),
-        sendBatch: async (msgs: Array<{ body: StepJob }>) => void sent.push(...msgs.map((m) => m.body)),
-      };
-      Object.defineProperty(obj, "env", { value: { ...env, ...this.extraEnv, JOBS }, configurable: true });
-      await obj.start(this.run, 0);
-    });
-  }
-  /** Takes the recorded jobs (all, or those matching `pick`). */
-  take(pick: (j: StepJob) => boolean = () => true): StepJob[] {
-    const taken = this.sent.filter(pick);
-    for (const j of taken) this.sent.splice(this.sent.indexOf(j), 1);
-    return taken;
-  }
-  /** The env the executor runs with (the scripted model server unless told otherwise). */
-  executorEnv: Env = modelEnv();
-  async deliver(jobs: StepJob[], attempts = 1) {
-    const batch = createMessageBatch<Job>("shaman-jobs", jobs.map((body) => ({ id: crypto.randomUUID(), attempts, timestamp: new Date(), body })));
-    const ctx = createExecutionContext();
-    await worker.queue(batch, this.executorEnv, ctx);
-    return getQueueResult(batch, ctx);
-  }
-  /** Delivers every job until none is left (each round one batch, concurrently). */
-  async drain(rounds = 20): Promise<void> {
-    for (let i = 0; i < rounds && this.sent.length > 0; i++) await this.deliver(this.take());
-  }
-  async snapshot(): Promise<RunSnapshot> {
-    return (await this.stub.snapshot(this.run.orgId))!;
-  }
-  async events(): Promise<RunEvent[]> {
-    return (await this.stub.events(this.run.orgId, 0, 500))!;
-  }
-}
-
 const byId = (snap: RunSnapshot) => Object.fromEntries(snap.steps.map((s) => [s.id, s]));
 
 describe("a DAG of agent steps", () => {
@@ -115,7 +36,7 @@ describe("a DAG of agent steps", () => {
     await script("dag-root", [{ toolCalls: [1, 2, 3, 4, 5].map((i) => call("Mid", `SCRIPT:dag-mid part ${i}`)) }, { toolCalls: [complete("joined five")] }]);
     await script("dag-mid", [{ toolCalls: [call("Leaf", "SCRIPT:dag-leaf")] }, { text: "mid done" }]);
     await script("dag-leaf", [{ text: "leaf result" }]);
-    const p = new Pump("Root", "SCRIPT:dag-root");
+    const p = new Pump(seed, "Root", "SCRIPT:dag-root");
     await p.start();
     // turn 1 of the root: five children at once, then the root parks
     const first = await p.deliver(p.take());
@@ -153,7 +74,7 @@ describe("a DAG of agent steps", () => {
     await script("in-root", [{ toolCalls: [call("Asker", "SCRIPT:in-a"), call("Asker", "SCRIPT:in-b")] }, { toolCalls: [complete("both answered")] }]);
     await script("in-a", [{ toolCalls: [{ name: "request_user_input", arguments: { prompt: "Approve A?", inputType: "approval" } }] }, { text: "A done" }]);
     await script("in-b", [{ toolCalls: [{ name: "request_user_input", arguments: { prompt: "Pick for B", inputType: "choice", choices: ["x", "y"] } }] }, { text: "B done" }]);
-    const p = new Pump("Root", "SCRIPT:in-root");
+    const p = new Pump(seed, "Root", "SCRIPT:in-root");
     await p.start();
     await p.drain();
     let snap = await p.snapshot();
@@ -197,7 +118,7 @@ describe("cancellation", () => {
     await script("cx-root", [{ toolCalls: [call("Mid", "SCRIPT:cx-mid")] }, { text: "never" }]);
     await script("cx-mid", [{ toolCalls: [call("Leaf", "SCRIPT:cx-leaf"), call("Leaf", "SCRIPT:cx-leaf two")] }, { text: "never" }]);
     await script("cx-leaf", [{ text: "leaf" }]);
-    const p = new Pump("Root", "SCRIPT:cx-root");
+    const p = new Pump(seed, "Root", "SCRIPT:cx-root");
     await p.start();
     await p.deliver(p.take()); // root → mid
     await p.deliver(p.take()); // mid → two leaves
@@ -237,7 +158,7 @@ describe("cancellation", () => {
 describe("timeouts", () => {
   it("a step that is not run in time fails; its parent's model gets the error and goes on", async () => {
     await script("to-root", [{ toolCalls: [call("Leaf", "SCRIPT:to-leaf")] }, { text: "went on without the leaf" }]);
-    const p = new Pump("Root", "SCRIPT:to-root", { stepTimeoutMs: 60_000 });
+    const p = new Pump(seed, "Root", "SCRIPT:to-root", { stepTimeoutMs: 60_000 });
     await p.start();
     await p.deliver(p.take());
     const leafJob = p.take();
@@ -255,7 +176,7 @@ describe("timeouts", () => {
 
   it("a run past its deadline fails with every unfinished step", async () => {
     await script("rto-root", [{ toolCalls: [call("Leaf", "SCRIPT:rto-leaf")] }]);
-    const p = new Pump("Root", "SCRIPT:rto-root", { stepTimeoutMs: 24 * 3_600_000 });
+    const p = new Pump(seed, "Root", "SCRIPT:rto-root", { stepTimeoutMs: 24 * 3_600_000 });
     await p.start();
     await p.deliver(p.take());
     expect(await runDurableObjectAlarm(env.RUNS.get(env.RUNS.idFromName(p.run.runId)))).toBe(true);
@@ -270,7 +191,7 @@ describe("at-least-once delivery", () => {
   it("a job delivered twice (same batch, or later) never calls the model twice nor duplicates an event", async () => {
     await script("dup-root", [{ toolCalls: [call("Leaf", "SCRIPT:dup-leaf")] }, { toolCalls: [complete("once")] }]);
     await script("dup-leaf", [{ text: "leaf once" }]);
-    const p = new Pump("Root", "SCRIPT:dup-root");
+    const p = new Pump(seed, "Root", "SCRIPT:dup-root");
     await p.start();
     const [rootJob] = p.take();
     await p.deliver([rootJob!, rootJob!]); // twice in one batch
@@ -304,7 +225,7 @@ describe("wide fan-out", () => {
     };
     for (const leaf of leaves) files[`${leaf}/prompt.md`] = `---\ndescription: ${leaf}\nmodel: offline:default\n---\nYou are ${leaf}.\n`;
     const wide = await seedOrg("workflow-wide", files);
-    const p = new Pump("WideRoot", "fan out", { maxCallsPerTurn: 60, maxStepsPerRun: 100 });
+    const p = new Pump(seed, "WideRoot", "fan out", { maxCallsPerTurn: 60, maxStepsPerRun: 100 });
     (p.run as { orgId: string }).orgId = wide.org.id;
     p.run.agent = { name: "WideRoot", repositoryId: wide.repository.id, commit: wide.commit, path: "WideRoot/prompt.md" };
     p.executorEnv = { ...env, OPENAI_BASE_URL: undefined, OPENAI_API_KEY: undefined } as Env;
@@ -324,7 +245,7 @@ describe("lost jobs", () => {
     await script("lost-leaf", [{ text: "leaf ran" }]);
     // short watchdog intervals; the run object's own alarm does the rest (no forced alarm:
     // the watchdog goes by the real clock, so a live claim is never taken over)
-    const p = new Pump("Root", "SCRIPT:lost-root", undefined, { JOB_RESEND_AFTER_MS: "300", TURN_LEASE_MS: "300" });
+    const p = new Pump(seed, "Root", "SCRIPT:lost-root", undefined, { JOB_RESEND_AFTER_MS: "300", TURN_LEASE_MS: "300" });
     await p.start();
     // the root's job is lost: the watchdog sends a new one
     const [lost] = p.take();
@@ -380,7 +301,7 @@ describe("at-least-once delivery of the other jobs", () => {
 describe("model failures", () => {
   it("retries a model that fails twice, then succeeds", async () => {
     await script("flaky", [{ status: 503, times: 2, text: "third time lucky" }]);
-    const p = new Pump("Leaf", "SCRIPT:flaky");
+    const p = new Pump(seed, "Leaf", "SCRIPT:flaky");
     await p.start();
     const [job] = p.take();
     const r1 = await p.deliver([job!], 1);
@@ -396,7 +317,7 @@ describe("model failures", () => {
 
   it("fails the step at once on a permanent error, with the provider's reason", async () => {
     await script("refused", [{ status: 400, repeat: true }]);
-    const p = new Pump("Leaf", "SCRIPT:refused");
+    const p = new Pump(seed, "Leaf", "SCRIPT:refused");
     await p.start();
     const r = await p.deliver(p.take());
     expect(r.retryMessages).toHaveLength(0);
@@ -407,7 +328,7 @@ describe("model failures", () => {
 
   it("fails an agent that never completes at maxIterations", async () => {
     await script("loop", [{ toolCalls: [{ name: "run_data_list", arguments: {} }], repeat: true }]);
-    const p = new Pump("Looper", "SCRIPT:loop");
+    const p = new Pump(seed, "Looper", "SCRIPT:loop");
     await p.start();
     await p.drain();
     const snap = await p.snapshot();
@@ -422,7 +343,7 @@ describe("limits and bad tool calls", () => {
   it("refuses a cycle and the depth limit as tool errors the model sees", async () => {
     await script("cyc-root", [{ toolCalls: [call("Mid", "SCRIPT:cyc-mid")] }, { text: "root done" }]);
     await script("cyc-mid", [{ toolCalls: [call("Root", "back to root"), call("Leaf", "SCRIPT:cyc-leaf")] }, { text: "mid saw refusals" }]);
-    const p = new Pump("Root", "SCRIPT:cyc-root", { maxDepth: 1 });
+    const p = new Pump(seed, "Root", "SCRIPT:cyc-root", { maxDepth: 1 });
     await p.start();
     await p.drain();
     const snap = await p.snapshot();
@@ -439,7 +360,7 @@ describe("limits and bad tool calls", () => {
       { toolCalls: [{ name: "call_agent", arguments: { agent: 5 } }, { name: "request_user_input", arguments: { prompt: "p", inputType: "choice" } }, call("Asker", "not allowed for Leaf")] },
       { text: "recovered" },
     ]);
-    const p = new Pump("Leaf", "SCRIPT:bad-args");
+    const p = new Pump(seed, "Leaf", "SCRIPT:bad-args");
     await p.start();
     await p.drain();
     expect(await p.snapshot()).toMatchObject({ status: "completed", output: "recovered" });
@@ -461,7 +382,7 @@ describe("limits and bad tool calls", () => {
       { toolCalls: [{ name: "run_data_query", arguments: { tag: "invoice" } }, { name: "run_data_write", arguments: { key: "verdict", value: "ok" } }] },
       { text: "mid read it" },
     ]);
-    const p = new Pump("Root", "SCRIPT:rd-root");
+    const p = new Pump(seed, "Root", "SCRIPT:rd-root");
     await p.start();
     await p.drain();
     expect(await p.snapshot()).toMatchObject({ status: "completed", output: "done" });
@@ -479,7 +400,7 @@ describe("internal tokens on jobs", () => {
     const { agentAudience, publicJwks, signInternalToken } = await import("../src/auth/internal-jwt");
     const { generateKeyPair, SignJWT } = await import("jose");
     await script("jwt-root", [{ toolCalls: [{ name: "run_data_list", arguments: {} }] }, { text: "ran once" }]);
-    const p = new Pump("Root", "SCRIPT:jwt-root");
+    const p = new Pump(seed, "Root", "SCRIPT:jwt-root");
     await p.start();
     const [job] = p.take();
     expect(job).toMatchObject({ stepId: "s1", turn: 1, agent: "Root", depth: 0, token: expect.stringMatching(/^ey/) });

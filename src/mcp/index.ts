@@ -49,6 +49,8 @@ export interface McpTool {
   /** The server marks it `destructiveHint: true` (and not read-only). */
   destructive: boolean;
   requiresApproval: boolean;
+  /** Annotated read-only or idempotent: safe to call again when the executor running it was lost. */
+  rerunnable: boolean;
 }
 
 export type McpCallResult = { ok: true; result: Json } | { ok: false; error: string; transient: boolean; maybeExecuted?: boolean };
@@ -288,7 +290,8 @@ export async function mcpToolset(env: Env, scope: OrgScope, servers: McpServerSp
     const requiresApproval = destructive || approvalMatches(spec.requireApproval, tool.name, name);
     let description = (tool.description ?? tool.title ?? "").slice(0, MAX_DESCRIPTION);
     description = `${description}${description ? "\n\n" : ""}(Tool '${tool.name}' of the MCP server '${spec.name}'.${requiresApproval ? " A person must approve each call before it runs." : ""})`;
-    return { name, server: spec.name, tool: tool.name, description, inputSchema: modelSchema(tool.inputSchema), destructive, requiresApproval };
+    const rerunnable = !destructive && (annotations.readOnlyHint === true || annotations.idempotentHint === true);
+    return { name, server: spec.name, tool: tool.name, description, inputSchema: modelSchema(tool.inputSchema), destructive, requiresApproval, rerunnable };
   });
   return { tools, problems };
 }

@@ -21,7 +21,16 @@ export const PLATFORM_TOOL_NAMES = [
 const Json = z.json();
 
 export const TOOL_ARGS: Record<string, z.ZodType> = {
-  call_agent: z.object({ agent: z.string().min(1).max(300), input: z.string().max(256 * 1024), context: z.string().max(64 * 1024).optional() }).strict(),
+  call_agent: z
+    .object({
+      agent: z.string().min(1).max(300),
+      input: z.string().max(256 * 1024),
+      context: z.string().max(64 * 1024).optional(),
+      /** An external agent's task that asked for input: the input answers it. */
+      taskId: z.string().min(1).max(256).optional(),
+      contextId: z.string().min(1).max(256).optional(),
+    })
+    .strict(),
   complete_agent_execution: z.object({ result: z.string().max(256 * 1024), status: z.enum(["SUCCESS", "PARTIAL", "FAILED"]), summary: z.string().max(4_000).optional() }).strict(),
   request_user_input: z
     .object({ prompt: z.string().min(1).max(4_000), inputType: z.enum(["text", "choice", "approval"]), choices: z.array(z.string().max(200)).max(50).optional() })
@@ -51,7 +60,8 @@ export interface CallableAgent {
 
 const DESCRIPTIONS: Record<string, string> = {
   call_agent:
-    "Call another agent with an input (and optional context) and get its result. Several calls in one turn run in parallel; you get every result before your next turn.",
+    "Call another agent with an input (and optional context) and get its result. Several calls in one turn run in parallel; you get every result before your next turn. " +
+    "When an external agent answers with status INPUT_REQUIRED and a taskId, call it again with your answer as input and that taskId.",
   complete_agent_execution: "Finish your work with a result. status: SUCCESS, PARTIAL (some of it done) or FAILED; summary: one line.",
   request_user_input:
     "Ask a person for input and wait for the answer: a free text, a choice among `choices`, or an approval (answer 'approved' or 'rejected').",

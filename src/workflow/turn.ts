@@ -23,7 +23,9 @@ import { runStub } from "../runs/stub";
 import { checkToolArgs, platformTools, type CallableAgent } from "../tools/platform";
 import { messageText } from "./machine";
 import { callModel, type GenerateParams, type GenerateResult } from "./model-call";
-import type { ConversationMessage, TurnContext, TurnOutcome, TurnToolCall, TurnUsage } from "./types";
+import type { ConversationMessage, StoredMcpServer, TurnContext, TurnOutcome, TurnToolCall, TurnUsage } from "./types";
+import type { AgentFrontmatter } from "../agents/format";
+import { agentMcpServers, mcpToolset, mcpToolsForModel, type McpServerSpec, type McpTool } from "../mcp";
 
 export type AuditSink = (entry: AuditEntry) => void;
 
@@ -125,7 +127,8 @@ export async function runTurn(
     if (!scope) return { orgId: null, retry: false }; // the org is gone
     const { model, id } = resolveModel(cfg, agent.frontmatter.model);
     const caller: CallerAgent = { repositoryId: ctx.agent.repositoryId, name: ctx.agent.name, allowedAgents: agent.frontmatter.allowedAgents };
-    const callable = await callableAgents(env, scope, caller, listedMax(ctx.maxCallsPerTurn));
+    const [callable, mcp] = await Promise.all([callableAgents(env, scope, caller, listedMax(ctx.maxCallsPerTurn)), agentTools(env, scope, agent.frontmatter)]);
+    const mcpByName = new Map(mcp.tools.map((t) => [t.name, t]));
     const messages: ConversationMessage[] = ctx.messages.length > 0 ? ctx.messages : [{ role: "user", content: messageText(ctx.input) }];
     let result: GenerateResult;
     let usage: TurnUsage;
@@ -136,10 +139,10 @@ export async function runTurn(
         modelId: id,
         params: {
           model,
-          system: agent.systemPrompt,
+          system: mcp.problems.length ? `${agent.systemPrompt}\n\n(Platform note: some of your tools are unavailable now: ${mcp.problems.join("; ")})` : agent.systemPrompt,
           // The stored conversation is the AI SDK's own message shape, kept as JSON.
           messages: messages as unknown as GenerateParams["messages"] & object,
-          tools: platformTools(callable),
+          tools: { ...platformTools(callable), ...mcpToolsForModel(mcp.tools) },
           ...(agent.frontmatter.temperature !== undefined ? { temperature: agent.frontmatter.temperature } : {}),
           ...(agent.frontmatter.maxTokens !== undefined ? { maxOutputTokens: agent.frontmatter.maxTokens } : {}),
           // Retries go through the queue (with backoff), not inside one consumer invocation.
@@ -163,15 +166,39 @@ export async function runTurn(
     const toolCalls: TurnToolCall[] = [];
     for (const call of result.toolCalls) {
       const args = (call.input ?? {}) as Json;
-      const checked = checkToolArgs(call.toolName, args);
+      const mcpTool = mcpByName.get(call.toolName);
+      const checked = mcpTool ? { ok: true as const, args } : checkToolArgs(call.toolName, args);
       const entry: TurnToolCall = { id: call.toolCallId, name: call.toolName, args };
       if (!checked.ok) entry.error = checked.error;
-      else if (call.toolName === "call_agent") {
+      else if (mcpTool) {
+        const server = mcp.servers.find((s) => s.name === mcpTool.server);
+        if (!server) entry.error = `the MCP server of ${call.toolName} is not available`;
+        else {
+          entry.work = {
+            kind: "mcp",
+            server: server as unknown as StoredMcpServer,
+            tool: mcpTool.tool,
+            args,
+            rerunnable: mcpTool.rerunnable,
+            ...(server.timeoutMs !== undefined ? { timeoutMs: server.timeoutMs } : {}),
+          };
+          if (mcpTool.requiresApproval) entry.approval = approvalPrompt(ctx.agent.name, mcpTool.server, mcpTool.tool, mcpTool.destructive, args);
+        }
+      } else if (call.toolName === "call_agent") {
         const target = (checked.args as { agent: string }).agent;
         try {
           const resolved = await resolveAgentCall(dbOf(env), scope, caller, target);
           if (resolved.kind === "external") {
-            entry.error = `'${target}' is an external agent; calling external agents is not supported yet`;
+            const a = checked.args as { input: string; context?: string; taskId?: string; contextId?: string };
+            const text = [a.input, a.context ? `Context:\n${a.context}` : ""].filter(Boolean).join("\n\n");
+            entry.work = {
+              kind: "remote",
+              target: { name: resolved.name, url: resolved.url, credentialSecret: resolved.credentialSecret },
+              text,
+              messageId: `${ctx.runId}-${ctx.stepId}-${ctx.turn}-${call.toolCallId}`,
+              ...(a.taskId ? { taskId: a.taskId } : {}),
+              ...(a.contextId ? { contextId: a.contextId } : {}),
+            };
           } else {
             const a = resolved.agent;
             const ref: AgentRef = { name: a.name, repositoryId: a.repositoryId, commit: a.commitSha, path: a.path, ...(a.blobSha ? { blobSha: a.blobSha } : {}) };
@@ -185,11 +212,11 @@ export async function runTurn(
           action: "agent.call",
           resource: `/agents/${entry.resolved?.qualifiedName ?? target}`,
           outcome: entry.error ? "denied" : "success",
-          input: { caller: ctx.agent.name, internal: true, turn: ctx.turn },
+          input: { caller: ctx.agent.name, internal: !entry.work, turn: ctx.turn },
           ...(entry.error ? { error: entry.error } : {}),
         });
       }
-      audit({
+      if (!entry.work) audit({
         ...who,
         action: "tool.execute",
         resource: `/tools/${call.toolName}`,
@@ -215,6 +242,20 @@ export async function runTurn(
     }
     return { orgId: ctx.orgId, retry: retrying };
   }
+}
+
+/** The MCP tools an agent may use (none when it names no server): listed from cache where it can. */
+async function agentTools(env: Env, scope: OrgScope, frontmatter: AgentFrontmatter): Promise<{ servers: McpServerSpec[]; tools: McpTool[]; problems: string[] }> {
+  const { servers, problems } = await agentMcpServers(env, scope, frontmatter);
+  if (servers.length === 0) return { servers, tools: [], problems };
+  const set = await mcpToolset(env, scope, servers);
+  return { servers, tools: set.tools, problems: [...problems, ...set.problems] };
+}
+
+/** What a person is asked before a tool that needs approval runs. */
+function approvalPrompt(agent: string, server: string, tool: string, destructive: boolean, args: Json): string {
+  const shown = JSON.stringify(args);
+  return `${agent} wants to call ${tool} on MCP server ${server}${destructive ? " (marked destructive)" : ""} with ${shown.length > 2_000 ? `${shown.slice(0, 2_000)}…` : shown}. Approve?`;
 }
 
 /** The agents a caller may call, as listed in `call_agent`'s description. */
