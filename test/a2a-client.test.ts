@@ -10,8 +10,16 @@ import { beforeAll, describe, expect, it } from "vitest";
 import { cancelRemote, CALLER_HEADER, followRemote, RemoteCallError, sendRemote, type RemoteAgentTarget } from "../src/a2a-client/remote";
 import { internalIssuer } from "../src/auth/internal-jwt";
 import { scopeOf, type OrgScope } from "../src/db/scope";
-import type { A2ALogEntry } from "./servers/a2a-agent";
 import { bootstrapOrg, eventually, orgFetch, worker } from "./helpers";
+
+/** One request the agent server saw (test/servers/a2a-agent.ts, GET /__log). */
+interface A2ALogEntry {
+  method: string;
+  path: string;
+  rpc?: string;
+  headers: Record<string, string | string[] | undefined>;
+  configuration?: unknown;
+}
 
 const AGENTS = env.TEST_A2A_AGENT_URL;
 const ORG = "a2a-client";
