@@ -4,6 +4,7 @@
  * 2026-07-28 revision (test/servers/mcp-stateless.ts). Each test uses its own server path,
  * so its request counts are its own.
  */
+import { runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { parseAgentFile } from "../src/agents/format";
@@ -82,6 +83,19 @@ describe("protocol negotiation", () => {
     const s = await statelessStats("/mcp/reuse");
     expect(s.methods["server/discover"]).toBe(1);
     expect(s.methods["tools/call"]).toBe(2);
+  });
+
+  it("a connection opened while serving one request is used by the next (another I/O context)", async () => {
+    for (const spec of [everything("contexts"), stateless("contexts")]) {
+      expect((await call(spec, "echo", { message: "from the test" })).ok).toBe(true);
+      // a Durable Object's request is another I/O context of the same isolate, as the next queue batch is
+      const stub = env.RATE_LIMITER.get(env.RATE_LIMITER.idFromName(`mcp-${crypto.randomUUID()}`));
+      const inside = await runInDurableObject(stub, () => call(spec, "echo", { message: "from the object" }));
+      expect(inside.ok).toBe(true);
+      expect((await call(spec, "echo", { message: "back in the test" })).ok).toBe(true);
+    }
+    expect((await everythingStats("contexts")).methods).toMatchObject({ initialize: 1, "tools/call": 3 });
+    expect((await statelessStats("/mcp/contexts")).methods).toMatchObject({ "server/discover": 1, "tools/call": 3 });
   });
 
   it("re-establishes a session the server has dropped, once, and the call goes through", async () => {
