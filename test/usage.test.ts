@@ -17,7 +17,7 @@ import { runStub } from "../src/runs/stub";
 import type { Job, RunInit, RunSnapshot, StepJob } from "../src/runs/types";
 import { BUDGET_EXCEEDED_RPC_CODE, BudgetExceededError, budgetRoundTrips, monthOf, refusalOf } from "../src/usage/budget";
 import { costOf, DEFAULT_PRICES, priceFor } from "../src/usage/prices";
-import { usageRecords, writeUsage, type NewUsageRecord } from "../src/usage/records";
+import { usageRecords, writeUsage, writeUsageMany, type NewUsageRecord } from "../src/usage/records";
 import { callModel } from "../src/workflow/model-call";
 import type { TurnContext } from "../src/workflow/types";
 import worker from "../workers/index";
@@ -235,6 +235,20 @@ describe("model calls", () => {
     expect(unknown.usage.costUsd).toBe(0);
     expect((await rowsOfRun(ctx.runId)).find((r) => r.attempt === 2)).toMatchObject({ priced: false, costUsd: 0 });
     expect((await orgFetch("usage-calls", "/settings/prices", json({ prices: {} }))).status).toBe(200);
+  });
+
+  it("hands the usage row to a batching caller instead of writing it; batches of rows are idempotent too", async () => {
+    const ctx = ctxFor(seed);
+    const taken: NewUsageRecord[] = [];
+    const params = { model: mockModel({ input: 10, output: 5 }), prompt: "hi", maxRetries: 0 };
+    await callModel({ env, ctx, modelId: "offline:default", params, recordUsage: (row) => taken.push(row) });
+    expect(taken).toHaveLength(1);
+    expect(taken[0]).toMatchObject({ id: `${ctx.runId}:s1:1:1`, inputTokens: 10, outputTokens: 5, costUsd: 0, priced: true });
+    expect(await rowsOfRun(ctx.runId)).toHaveLength(0);
+    const rows = Array.from({ length: 12 }, (_, i) => ({ ...taken[0]!, id: `${ctx.runId}:s${i}:1:1`, stepId: `s${i}` }));
+    await writeUsageMany(db(env), rows);
+    await writeUsageMany(db(env), rows);
+    expect(await rowsOfRun(ctx.runId)).toHaveLength(12);
   });
 
   it("a call that fails releases its reservation; a call that does not fit fails with the budget's message", async () => {

@@ -48,6 +48,16 @@ export async function writeUsage(db: Db, row: NewUsageRecord): Promise<void> {
   await db.insert(usageRecords).values(row).onConflictDoNothing({ target: usageRecords.id });
 }
 
+/** Writes usage rows together (one D1 batch); rows that exist already are left as they are. */
+export async function writeUsageMany(db: Db, rows: readonly NewUsageRecord[]): Promise<void> {
+  if (rows.length === 0) return;
+  // D1 binds at most 100 parameters per statement: 18 columns, so 5 rows a statement.
+  const statements = [];
+  for (let i = 0; i < rows.length; i += 5) statements.push(db.insert(usageRecords).values(rows.slice(i, i + 5)).onConflictDoNothing({ target: usageRecords.id }));
+  const [first, ...rest] = statements;
+  await db.batch([first!, ...rest]);
+}
+
 export type UsageGroupBy = "agent" | "model" | "day";
 
 export interface UsageTotals {

@@ -17,7 +17,7 @@ import { AppError } from "../errors";
 import { BudgetExceededError, reserveBudget, settleBudget, type Reservation } from "../usage/budget";
 import { estimateInputTokens, maxOutputOf, type EstimatableParams } from "../usage/estimate";
 import { costOf, priceFor, type PriceMatch } from "../usage/prices";
-import { callIdOf, writeUsage } from "../usage/records";
+import { callIdOf, writeUsage, type NewUsageRecord } from "../usage/records";
 import { orgUsageSettings } from "../usage/settings";
 import type { TurnContext, TurnUsage } from "./types";
 
@@ -32,6 +32,12 @@ export interface ModelCallInput {
   params: GenerateParams;
   /** The model's output ceiling, when the provider registry knows it (`ResolvedModel.maxOutputTokens`). */
   maxOutputTokens?: number | undefined;
+  /**
+   * Takes the call's usage row instead of writing it here: a caller that writes rows in
+   * batches (the executor, with its audit rows: `writeUsageMany`) keeps the D1 write off the
+   * turn's path. Without it the row is written before `callModel` returns.
+   */
+  recordUsage?: ((row: NewUsageRecord) => void) | undefined;
 }
 
 export interface ModelCallOutput {
@@ -68,31 +74,35 @@ export async function callModel(input: ModelCallInput): Promise<ModelCallOutput>
   }
 
   const usage = usageOf(result, price);
+  const row: NewUsageRecord = {
+    id: callId,
+    orgId: ctx.orgId,
+    runId: ctx.runId,
+    stepId: ctx.stepId,
+    turn: ctx.turn,
+    attempt: ctx.attempt,
+    agent: ctx.agent.name,
+    repositoryId: ctx.agent.repositoryId,
+    model: modelId,
+    inputTokens: usage.inputTokens,
+    cachedInputTokens: usage.cachedInputTokens ?? 0,
+    outputTokens: usage.outputTokens,
+    reasoningTokens: usage.reasoningTokens ?? 0,
+    costUsd: usage.costUsd ?? 0,
+    priced: price.priced,
+    reservedTokens: need.tokens,
+    reservedUsd: need.usd,
+    at: Date.now(),
+  };
+  if (input.recordUsage) input.recordUsage(row);
   await Promise.all([
     reservation ? settle(env, ctx.orgId, reservation, { tokens: usage.inputTokens + usage.outputTokens, usd: usage.costUsd ?? 0 }) : null,
-    writeUsage(dbOf(env), {
-      id: callId,
-      orgId: ctx.orgId,
-      runId: ctx.runId,
-      stepId: ctx.stepId,
-      turn: ctx.turn,
-      attempt: ctx.attempt,
-      agent: ctx.agent.name,
-      repositoryId: ctx.agent.repositoryId,
-      model: modelId,
-      inputTokens: usage.inputTokens,
-      cachedInputTokens: usage.cachedInputTokens ?? 0,
-      outputTokens: usage.outputTokens,
-      reasoningTokens: usage.reasoningTokens ?? 0,
-      costUsd: usage.costUsd ?? 0,
-      priced: price.priced,
-      reservedTokens: need.tokens,
-      reservedUsd: need.usd,
-      at: Date.now(),
-    }).catch((err: unknown) => {
-      // The call happened and is paid for: failing the turn now would only make it run (and be paid) again.
-      console.error(`usage: the row of ${callId} could not be written: ${err instanceof Error ? err.message : String(err)}`);
-    }),
+    input.recordUsage
+      ? null
+      : writeUsage(dbOf(env), row).catch((err: unknown) => {
+          // The call happened and is paid for: failing the turn now would only make it run (and be paid) again.
+          console.error(`usage: the row of ${callId} could not be written: ${err instanceof Error ? err.message : String(err)}`);
+        }),
   ]);
   return { result, usage };
 }
