@@ -142,6 +142,21 @@ describe("anthropic", () => {
   });
 });
 
+describe("org keys go through credentialFetch", () => {
+  it("a request carrying the org's key does not follow a redirect to another origin", async () => {
+    await clearReceived(env.TEST_ANTHROPIC_URL);
+    // the endpoint (allowed: 127.0.0.1) redirects to the Anthropic server under another name (localhost)
+    const target = env.TEST_ANTHROPIC_URL.replace("127.0.0.1", "localhost");
+    const baseUrl = `${env.TEST_CAPTURE_URL}/__redirect/307?to=${target}/v1`;
+    expect((await putModels({ providers: { anthropic: { secret: "ANTHROPIC_KEY", baseUrl } } })).status).toBe(200);
+    const resolved = resolveModel(await orgModelConfig(env, seed.org.id), "anthropic:claude-sonnet-4-5");
+    const err = await generateText({ model: resolved.model, prompt: "hi", maxRetries: 0 }).catch((e: unknown) => e);
+    expect(String((err as Error).message ?? err) + String((err as { cause?: unknown }).cause ?? "")).toMatch(/does not follow a redirect to another origin/);
+    expect(await received(env.TEST_ANTHROPIC_URL)).toEqual([]);
+    await restoreSettings();
+  });
+});
+
 async function restoreSettings() {
   const res = await putModels({
     defaultModel: "fast",
