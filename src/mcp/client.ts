@@ -135,6 +135,13 @@ export interface McpFailure {
 
 const clip = (text: string, max = 500) => (text.length > max ? `${text.slice(0, max)}…` : text);
 
+/** Whether the server refused the request without running anything (bad params, unknown tool, a 4xx). */
+export function refusedBeforeRunning(err: unknown): boolean {
+  if (err instanceof ProtocolError) return [-32700, -32600, -32601, -32602].includes(err.code);
+  if (err instanceof SdkHttpError) return err.status >= 400 && err.status < 500 && err.status !== 408;
+  return false;
+}
+
 export function describeMcpError(err: unknown, ctx: { server: string; timeoutMs: number }): McpFailure {
   const where = `MCP server '${ctx.server}'`;
   if (err instanceof OutboundError) return { error: `${where}: ${err.message}`, transient: false };
@@ -145,7 +152,7 @@ export function describeMcpError(err: unknown, ctx: { server: string; timeoutMs:
     const status = err.status;
     if (status === 401 || status === 403) return { error: `${where} refused the request (HTTP ${status}): check the credentials it is given`, transient: false };
     const transient = status === 408 || status === 429 || status >= 500;
-    return { error: `${where} answered HTTP ${status}: ${clip(err.message)}`, transient };
+    return { error: `${where} answered HTTP ${status}: ${clip(err.message.trim())}`, transient };
   }
   if (err instanceof SdkError) {
     switch (err.code) {
@@ -154,10 +161,12 @@ export function describeMcpError(err: unknown, ctx: { server: string; timeoutMs:
       case SdkErrorCode.ConnectionClosed:
       case SdkErrorCode.SendFailed:
         return { error: `${where} closed the connection: ${clip(err.message)}`, transient: true };
-      case SdkErrorCode.EraNegotiationFailed: {
-        const network = /network|fetch|connect|refused|reach/i.test(err.message);
-        return { error: `${where} could not be reached: ${clip(err.message)}`, transient: network || true };
-      }
+      case SdkErrorCode.EraNegotiationFailed:
+        // The probe failed: the network (transient), or an answer that is not MCP at all.
+        if (/unusable reply|unexpected content|not valid json|parse/i.test(err.message)) {
+          return { error: `${where} answered something that is not MCP: ${clip(err.message)}`, transient: false };
+        }
+        return { error: `${where} could not be reached: ${clip(err.message)}`, transient: true };
       case SdkErrorCode.ClientHttpUnexpectedContent:
       case SdkErrorCode.InvalidResult:
         return { error: `${where} answered something that is not MCP: ${clip(err.message)}`, transient: false };

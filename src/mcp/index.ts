@@ -18,7 +18,7 @@ import type { OrgScope } from "../db/scope";
 import { outboundUrlProblem } from "../net/url-policy";
 import type { CredentialScope } from "../net/outbound";
 import { cachedCredential } from "../secrets/cache";
-import { describeMcpError, withConnection, clearMcpConnections, connection, type McpEra, type McpTarget } from "./client";
+import { clearMcpConnections, connection, describeMcpError, refusedBeforeRunning, withConnection, type McpEra, type McpTarget } from "./client";
 import { namespaceTools } from "./naming";
 import { getMcpServersByName, secretsOf, type RegisteredMcpServer } from "./registry";
 
@@ -375,7 +375,7 @@ export async function callMcpTool(
     return { ok: true, result: reduceToolResult(result) };
   } catch (err) {
     const failure = describeMcpError(err, { server: server.name, timeoutMs });
-    return { ok: false, ...failure, maybeExecuted: sent };
+    return { ok: false, ...failure, maybeExecuted: sent && !refusedBeforeRunning(err) };
   }
 }
 
