@@ -6,7 +6,7 @@
  * agent on `anthropic:` run end to end through the queue.
  */
 import { env } from "cloudflare:workers";
-import { generateText, stepCountIs, tool } from "ai";
+import { generateText, stepCountIs, streamText, tool } from "ai";
 import { beforeAll, describe, expect, it } from "vitest";
 import { z } from "zod";
 import { forgetOrgModelSettings, modelConfigFromEnv, orgModelConfig, resolveModel } from "../src/llm/registry";
@@ -201,6 +201,24 @@ describe("google", () => {
     expect(contents[1]).toMatchObject({ role: "model", parts: [{ functionCall: { name: "weather", args: { city: "Lima" } } }] });
     expect(contents[2].parts[0].functionResponse).toMatchObject({ name: "weather" });
     expect(JSON.stringify(contents[2].parts[0].functionResponse.response)).toContain("sunny");
+  });
+});
+
+describe("streaming and error bodies", () => {
+  it("streams from both servers with usage, and surfaces Gemini's error body", async () => {
+    const cfg = await orgModelConfig(env, seed.org.id);
+    for (const [spec, expected] of [
+      ["smart", "claude claude-sonnet-4-5 says: STREAM ME"],
+      ["fast", "gemini gemini-2.5-flash says: STREAM ME"],
+    ] as const) {
+      const stream = streamText({ model: resolveModel(cfg, spec).model, prompt: "stream me", maxRetries: 0 });
+      expect(await stream.text).toBe(expected);
+      expect((await stream.usage).inputTokens).toBeGreaterThan(0);
+      expect((await stream.usage).outputTokens).toBeGreaterThan(0);
+    }
+    const bad = { ...cfg, providers: { ...cfg.providers, google: { ...cfg.providers!.google!, apiKey: "bad-key" } } };
+    const err = await generateText({ model: resolveModel(bad, "google:gemini-2.5-flash").model, prompt: "hi", maxRetries: 0 }).catch((e: unknown) => e);
+    expect(err).toMatchObject({ statusCode: 400, message: "API key not valid. Please pass a valid API key." });
   });
 });
 
