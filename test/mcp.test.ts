@@ -231,6 +231,21 @@ describe("calling a tool", () => {
     expect((res as { error: string }).error).toMatch(/^MCP server 'down' could not be reached/);
   });
 
+  it("a server that stops after the connection was made: a transient error, then a fresh connection once it is back", async () => {
+    const spec = stateless("stops");
+    expect((await call(spec, "echo", { message: "up" })).ok).toBe(true);
+    await fetch(`${env.TEST_MCP_STATELESS_URL}/__down?path=/mcp/stops&down=1`);
+    const res = await call(spec, "echo", { message: "down" }, 5_000);
+    expect(res).toMatchObject({ ok: false, transient: true });
+    expect((res as { error: string }).error).toMatch(/^MCP server 'stateless' could not be reached/);
+    const listed = await mcpToolset(env, scope, [{ ...spec, name: "stops" }]);
+    expect(listed.tools).toEqual([]);
+    expect(listed.problems).toEqual([expect.stringMatching(/^MCP server 'stops' could not be reached: .*; its tools are not available this turn$/)]);
+    await fetch(`${env.TEST_MCP_STATELESS_URL}/__down?path=/mcp/stops&down=0`);
+    expect((await call(spec, "echo", { message: "back" })).ok).toBe(true);
+    expect((await statelessStats("/mcp/stops")).methods["server/discover"]).toBe(2);
+  });
+
   it("garbage answers and isError results are tool errors", async () => {
     const garbage = await call(stateless("g", "garbage-calls"), "echo", { message: "x" });
     expect(garbage).toMatchObject({ ok: false, transient: false });

@@ -174,7 +174,10 @@ export function describeMcpError(err: unknown, ctx: { server: string; timeoutMs:
         return { error: `${where}: ${clip(err.message)}`, transient: false };
     }
   }
-  if (err instanceof TypeError) return { error: `${where} could not be reached: ${clip(err.message)}`, transient: true };
+  // fetch's own failures (workerd: "Network connection lost.", Node: "fetch failed").
+  if (err instanceof TypeError || (err instanceof Error && /network|connection (lost|reset|refused)|fetch failed|econn/i.test(err.message))) {
+    return { error: `${where} could not be reached: ${clip(err.message)}`, transient: true };
+  }
   if (err instanceof SyntaxError || (err instanceof Error && err.name === "ZodError")) {
     return { error: `${where} answered something that is not MCP`, transient: false };
   }

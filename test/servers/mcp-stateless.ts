@@ -10,6 +10,7 @@
  *   POST /garbage/<anything>      not MCP at all: 200 with an HTML page
  *   GET  /__stats?path=/mcp/x     { methods: { "tools/list": n, … }, calls: [{ tool, args, traceparent, headers }] }
  *   GET  /__counter?key=k         { count }: how many times the `counter` tool ran for `key`
+ *   GET  /__down?path=/mcp/x&down=1   from now on, requests to that path lose their connection (down=0: served again)
  *
  * Tools: `echo` (text), `weather` (structuredContent + outputSchema), `delete_everything`
  * (destructiveHint: true), `slow` (sleeps `ms`, 5 s by default), `broken` (isError),
@@ -36,6 +37,7 @@ interface PathStats {
 export async function startMcpStateless(): Promise<{ url: string; close(): Promise<void> }> {
   const stats = new Map<string, PathStats>();
   const counters = new Map<string, number>();
+  const down = new Set<string>();
   const statsOf = (path: string): PathStats => {
     let s = stats.get(path);
     if (!s) stats.set(path, (s = { methods: {}, calls: [] }));
@@ -128,6 +130,17 @@ export async function startMcpStateless(): Promise<{ url: string; close(): Promi
       if (url.pathname === "/__counter") {
         res.writeHead(200, { "content-type": "application/json" });
         res.end(JSON.stringify({ count: counters.get(url.searchParams.get("key") ?? "") ?? 0 }));
+        return;
+      }
+      if (url.pathname === "/__down") {
+        const path = url.searchParams.get("path") ?? "";
+        if (url.searchParams.get("down") === "1") down.add(path);
+        else down.delete(path);
+        res.writeHead(204).end();
+        return;
+      }
+      if (down.has(url.pathname)) {
+        req.socket.destroy();
         return;
       }
       const kind = url.pathname.split("/")[1] ?? "";
