@@ -330,6 +330,27 @@ export class RunMachine {
           ...(typeof a.summary === "string" ? { summary: a.summary } : {}),
         };
         open.result = { ok: true };
+      } else if (call.work) {
+        if (call.work.kind === "remote") {
+          agentCalls++;
+          const refusal = nthCallRefusal(agentCalls, this.h.limits.maxCallsPerTurn) ?? (this.count() >= this.h.limits.maxStepsPerRun ? `step limit of the run reached (at most ${this.h.limits.maxStepsPerRun} steps)` : null);
+          if (refusal) open.error = refusal;
+        }
+        if (open.error === undefined) {
+          open.status = "pending";
+          open.work = call.work.kind;
+          this.addWork(stepId, turn, call.id, call.name, call.work, now);
+          if (call.approval !== undefined) {
+            open.requestId = crypto.randomUUID();
+            open.prompt = call.approval;
+            open.inputType = "approval";
+            open.choices = ["approved", "rejected"];
+            this.h.sql.exec("UPDATE work SET status = 'approval' WHERE step_id = ? AND turn = ? AND call_id = ?", stepId, turn, call.id);
+            this.h.emit("input.requested", stepId, { requestId: open.requestId, callId: call.id, agent, prompt: open.prompt, inputType: "approval", choices: open.choices, tool: call.name });
+          } else {
+            this.queueWork(stepId, turn, call.id, "run");
+          }
+        }
       } else if (call.name === "call_agent") {
         agentCalls++;
         const refusal = this.refuseCall(step, call, agentCalls);
@@ -359,27 +380,6 @@ export class RunMachine {
           inputType: open.inputType,
           ...(open.choices ? { choices: open.choices } : {}),
         });
-      } else if (call.work) {
-        if (call.work.kind === "remote") {
-          agentCalls++;
-          const refusal = nthCallRefusal(agentCalls, this.h.limits.maxCallsPerTurn) ?? (this.count() >= this.h.limits.maxStepsPerRun ? `step limit of the run reached (at most ${this.h.limits.maxStepsPerRun} steps)` : null);
-          if (refusal) open.error = refusal;
-        }
-        if (open.error === undefined) {
-          open.status = "pending";
-          open.work = call.work.kind;
-          this.addWork(stepId, turn, call.id, call.name, call.work, now);
-          if (call.approval !== undefined) {
-            open.requestId = crypto.randomUUID();
-            open.prompt = call.approval;
-            open.inputType = "approval";
-            open.choices = ["approved", "rejected"];
-            this.h.sql.exec("UPDATE work SET status = 'approval' WHERE step_id = ? AND turn = ? AND call_id = ?", stepId, turn, call.id);
-            this.h.emit("input.requested", stepId, { requestId: open.requestId, callId: call.id, agent, prompt: open.prompt, inputType: "approval", choices: open.choices, tool: call.name });
-          } else {
-            this.queueWork(stepId, turn, call.id, "run");
-          }
-        }
       } else if (RUN_DATA_TOOLS.has(call.name)) {
         const r = runDataTool(this.h.kv, call.name, call.args);
         if ("error" in r) open.error = r.error;
@@ -696,7 +696,10 @@ export class RunMachine {
         this.h.emit("tool.progress", stepId, { tool: w.name, callId, taskId: r.taskId, state: r.state, ...(r.text ? { text: clip(r.text, 2_000) } : {}) });
       }
       const name = spec.kind === "remote" ? spec.target.name : w.name;
-      switch (r.state) {
+      // An answer sent to a task that asked for input comes back before the agent read it,
+      // still asking: that is not a new question until a follow says so.
+      const state = r.state === "input-required" && w.phase === "run" && spec.kind === "remote" && spec.taskId === r.taskId ? "working" : r.state;
+      switch (state) {
         case "completed":
           return this.settleWork(w, { result: { agent: name, status: "SUCCESS", result: r.text, ...(r.data !== undefined ? { data: r.data } : {}), taskId: r.taskId, ...(r.contextId ? { contextId: r.contextId } : {}) } });
         case "input-required":

@@ -11,7 +11,8 @@
  * messages already in the request (0 for the first call). A turn is
  * `{ toolCalls?: [{ id?, name, arguments }], text?, status?, times?, delayMs?, repeat? }`:
  * - `toolCalls`: answered as OpenAI `message.tool_calls` (`function.arguments` a JSON string,
- *   `finish_reason: "tool_calls"`); ids default to `call_<key>_<N>_<i>`;
+ *   `finish_reason: "tool_calls"`); ids default to `call_<key>_<N>_<i>`; an argument
+ *   `"{{tool.<field>}}"` is that field of the request's last tool result;
  * - `text`: the message content (with or without tool calls);
  * - `status`: answer that HTTP error with an OpenAI error body instead; with `times`, only
  *   the first `times` requests of this turn get it and later ones the turn's answer (a
@@ -46,6 +47,27 @@ export interface ScriptTurn {
 export interface Script {
   key: string;
   turns: ScriptTurn[];
+}
+
+/**
+ * A scripted argument `"{{tool.<field>}}"` becomes that field of the last tool result in
+ * the request (its content parsed as JSON): for values a script cannot know in advance,
+ * such as the task id an external agent made.
+ */
+export function fillFromLastToolResult(args: Record<string, unknown>, messages: ChatMessage[]): Record<string, unknown> {
+  const last = [...messages].reverse().find((m) => m.role === "tool");
+  let result: Record<string, unknown> = {};
+  try {
+    result = JSON.parse(typeof last?.content === "string" ? last.content : "{}") as Record<string, unknown>;
+  } catch {
+    /* not JSON */
+  }
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(args)) {
+    const m = typeof v === "string" ? /^\{\{tool\.([A-Za-z0-9_]+)\}\}$/.exec(v) : null;
+    out[k] = m ? result[m[1]!] : v;
+  }
+  return out;
 }
 
 /** The turn of a script that answers a request with `assistants` assistant messages. */
@@ -167,7 +189,7 @@ export async function startOpenAICompatible(port = 0): Promise<RunningServer> {
         toolCalls = (turn.toolCalls ?? []).map((c, i) => ({
           id: c.id ?? `call_${key}_${assistants}_${i}`,
           type: "function" as const,
-          function: { name: c.name, arguments: JSON.stringify(c.arguments ?? {}) },
+          function: { name: c.name, arguments: JSON.stringify(fillFromLastToolResult(c.arguments ?? {}, payload.messages)) },
         }));
       }
       const finish = toolCalls.length > 0 ? "tool_calls" : "stop";
