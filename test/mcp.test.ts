@@ -206,6 +206,8 @@ describe("calling a tool", () => {
       ok: true,
       result: { content: [JSON.stringify({ city: "Lyon", temperature: 21.5, conditions: "Sunny" })], structuredContent: { city: "Lyon", temperature: 21.5, conditions: "Sunny" } },
     });
+    const image = await call(everything("structured"), "get-tiny-image", {});
+    expect(image.ok && (image.result as any).content).toContain("[image image/png]");
     const legacy = await call(everything("structured"), "get-structured-content", { location: "Chicago" });
     expect(legacy.ok && (legacy.result as any).structuredContent).toEqual({ temperature: 36, conditions: "Light rain / drizzle", humidity: 82 });
   });
