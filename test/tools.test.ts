@@ -192,6 +192,29 @@ describe("MCP tools in a run", () => {
   });
 });
 
+describe("an MCP server that stops mid-run", () => {
+  it("answers the call with a tool error the model reads, and the step goes on", async () => {
+    const path = `/mcp/stops-${crypto.randomUUID().slice(0, 8)}`;
+    const stopSeed = await seedOrg("tools-stop", { "Stopper/prompt.md": agent("Stopper", `mcpServers:\n  lab:\n    url: ${mcpBase}${path}\n`) });
+    await script("mcp-stop", [{ toolCalls: [tool("lab__echo", { message: "anyone there?" })] }, { text: "went on without it" }]);
+    const p = new Pump(stopSeed, "Stopper", "SCRIPT:mcp-stop");
+    await p.start();
+    await p.deliver(p.take()); // the server is up: its tools were listed and offered
+    expect((await requestsFor("SCRIPT:mcp-stop"))[0].tools.map((t: any) => t.function.name)).toContain("lab__echo");
+    await fetch(`${mcpBase}/__down?path=${encodeURIComponent(path)}&down=1`);
+    try {
+      const snap = await runUntil(p, finished);
+      expect(snap.status).toBe("completed");
+      expect(snap.output).toBe("went on without it");
+      const [result] = await toolMessages("SCRIPT:mcp-stop");
+      expect(result!.content).toMatch(/could not be reached|connection|unavailable/i);
+      expect((await p.events()).find((e) => e.type === "tool.result" && e.data.tool === "lab__echo")?.data.error).toBeTruthy();
+    } finally {
+      await fetch(`${mcpBase}/__down?path=${encodeURIComponent(path)}&down=0`);
+    }
+  });
+});
+
 describe("external A2A agents in a run", () => {
   it("calls a registered external agent: completed and failed tasks become the caller's tool results", async () => {
     await script("ext-basic", [{ toolCalls: [call("Echoer", "hello remote"), call("Failer", "the impossible")] }, { text: "remote done" }]);
