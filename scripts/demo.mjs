@@ -2,17 +2,25 @@
 // Objects) and a local git server holding examples/agents, creates the demo org `acme`,
 // registers that git repository and lets Shaman sync it, then runs a multi-agent flow:
 // ProcessInvoice (over A2A) calls ValidateData and VendorCheck in parallel, joins, and asks
-// a person to approve the invoice because its total is above 1,000 EUR. The run's DAG is
-// drawn live from its event stream (an indented tree, one line per step, redrawn in a
+// a person to approve the invoice because its total is above 1,000 EUR. Two partners run
+// beside Shaman on 127.0.0.1 (scripts/partners.mjs) and are registered in the org:
+// `@modelcontextprotocol/server-everything` over Streamable HTTP (PUT /mcp-servers/everything),
+// whose `get-sum` tool ValidateData calls, and SanctionsScreen, an agent of a "partner
+// platform" served by a real `@a2a-js/sdk` server (PUT /external-agents/SanctionsScreen),
+// which VendorCheck calls over A2A. The run's DAG is drawn live from its event stream (an
+// indented tree, one line per step and per tool call or external call, redrawn in a
 // terminal; one line per change when the output is not a terminal, as in CI logs). The
 // demo answers the approval itself through POST /runs/{id}/input/{requestId}, shows the run
-// finishing and prints the final answer (A2A GetTask). No account or API key is needed:
-// with no model configured, agents run on the built-in offline model.
+// finishing, lists the tool and external calls with their results and prints the final
+// answer (A2A GetTask); it fails (exit 1) unless the MCP tool ran and the external agent
+// answered. No account or API key is needed: with no model configured, agents run on the
+// built-in offline model.
 //
 // Flags: --plain (one line per change even in a terminal), --events (also print every event).
 import { rmSync } from "node:fs";
 import { join } from "node:path";
 import { DEMO_ORG, ROOT, freePort, http, migrateLocal, seedDemo, startDemoGit, startWrangler } from "./local.mjs";
+import { PARTNER_NAMES, registerPartners, startPartners } from "./partners.mjs";
 
 const persistTo = join(ROOT, ".wrangler", "demo-state");
 const org = DEMO_ORG.slug;
@@ -47,10 +55,29 @@ const STATUS_LOOK = {
   canceled: ["⊘", 31],
 };
 
-/** The run's steps, built from its events (step.queued … step.completed). */
+const clipText = (s, n) => (s.length > n ? `${s.slice(0, n - 1)}…` : s);
+
+/** A tool call's result as one short line: an MCP result's text, an external agent's answer. */
+function resultLine(d) {
+  if (d.error !== undefined) return `error: ${String(d.error)}`;
+  const r = d.result;
+  if (r && typeof r === "object" && Array.isArray(r.content)) return r.content.map((c) => (typeof c === "string" ? c : JSON.stringify(c))).join(" ");
+  if (r && typeof r === "object" && typeof r.status === "string") return `${r.status}: ${typeof r.result === "string" ? r.result : JSON.stringify(r.result ?? r.question ?? "")}`;
+  return typeof r === "string" ? r : JSON.stringify(r);
+}
+
+/**
+ * The run's steps, built from its events (step.queued … step.completed), and, under each
+ * step, its calls that are work of their own: MCP tool calls and calls to external agents
+ * (tool.called, then the step waits on them, tool.started, tool.progress, tool.result).
+ */
 class Dag {
   steps = new Map();
   run = { status: "submitted", events: 0 };
+  /** tool.called by `<stepId>/<callId>` (call ids are unique within a step): { stepId, tool, args }. */
+  calls = new Map();
+  /** The work calls' nodes (also in `steps`, keyed `call:<stepId>/<callId>`). */
+  work = [];
 
   /**
    * Applies one event. Returns what it changed: `{ step }`, `{ step, minor: true }` for a
@@ -69,6 +96,7 @@ class Dag {
       return { run: true };
     }
     if (!ev.stepId) return null;
+    if (ev.type.startsWith("tool.")) return this.tool(ev, d, at);
     if (ev.type === "step.queued") {
       this.steps.set(ev.stepId, { id: ev.stepId, agent: d.agent, parentId: d.parentId ?? null, depth: d.depth ?? 0, status: "queued", turn: 0, queuedAt: at, endedAt: null, durationMs: null, note: "" });
       return { step: this.steps.get(ev.stepId) };
@@ -92,9 +120,13 @@ class Dag {
       case "step.waiting": {
         const on = d.on ?? [];
         const people = on.filter((w) => w.requestId).length;
-        const agents = on.length - people;
+        const agents = on.filter((w) => w.step).length;
+        const work = on.filter((w) => w.call);
         s.status = people > 0 ? "input_required" : "waiting";
-        s.note = people > 0 ? `waits for a person` : `waits for ${agents} agent${agents === 1 ? "" : "s"}`;
+        const what = [agents ? `${agents} agent${agents === 1 ? "" : "s"}` : "", work.length ? `${work.length} call${work.length === 1 ? "" : "s"}` : ""].filter(Boolean).join(" and ");
+        s.note = people > 0 ? `waits for a person` : `waits for ${what || "nothing"}`;
+        // Each MCP tool call and external agent call it waits on is a node under it, queued.
+        for (const w of work) this.workNode(w.call, s, at);
         break;
       }
       case "input.requested":
@@ -125,9 +157,68 @@ class Dag {
         s.note = String(d.error ?? d.reason ?? "").slice(0, 80);
         break;
       default:
-        return null; // tool.called / tool.result: the next state change says what came of them
+        return null;
     }
     return { step: s };
+  }
+
+  /** The node of a work call (an MCP tool or an external agent), made when its step waits on it. */
+  workNode(callId, parent, at) {
+    const key = `call:${parent.id}/${callId}`;
+    if (this.steps.has(key)) return this.steps.get(key);
+    const c = this.calls.get(`${parent.id}/${callId}`) ?? { stepId: parent.id, tool: "?", args: {} };
+    const external = c.tool === "call_agent";
+    const node = {
+      id: external ? "a2a" : "mcp",
+      kind: external ? "remote" : "mcp",
+      callId,
+      stepId: parent.id,
+      tool: c.tool,
+      args: c.args,
+      agent: external ? `${c.args?.agent ?? "?"} [external, A2A]` : `${c.tool} [MCP]`,
+      parentId: parent.id,
+      depth: parent.depth + 1,
+      status: "queued",
+      turn: 0,
+      queuedAt: at,
+      endedAt: null,
+      durationMs: null,
+      note: external ? "SendMessage queued" : `args ${clipText(JSON.stringify(c.args ?? {}), 60)}`,
+      result: undefined,
+    };
+    this.steps.set(key, node);
+    this.work.push(node);
+    return node;
+  }
+
+  tool(ev, d, at) {
+    if (ev.type === "tool.called") {
+      this.calls.set(`${ev.stepId}/${d.callId}`, { stepId: ev.stepId, tool: d.tool, args: d.args });
+      return null;
+    }
+    const node = this.steps.get(`call:${ev.stepId}/${d.callId}`);
+    if (!node) return null; // a platform tool or a call to one of our agents: its step tells
+    switch (ev.type) {
+      case "tool.started":
+        node.status = "running";
+        node.startedAt = at;
+        node.note = d.kind === "mcp" ? `tools/call on server ${d.server}${d.attempt > 1 ? ` (attempt ${d.attempt})` : ""}` : `SendMessage to ${d.agent}${d.attempt > 1 ? ` (attempt ${d.attempt})` : ""}`;
+        break;
+      case "tool.progress":
+        node.status = d.state === "retrying" ? "queued" : "waiting";
+        node.note = d.state === "retrying" ? `retrying: ${clipText(String(d.error ?? ""), 60)}` : `remote task ${d.state}${d.text ? `: ${clipText(d.text, 60)}` : ""}`;
+        break;
+      case "tool.result":
+        node.status = d.error !== undefined ? "failed" : "completed";
+        node.endedAt = at;
+        node.durationMs = at - node.queuedAt;
+        node.result = d;
+        node.note = clipText(resultLine(d), 100);
+        break;
+      default:
+        return null;
+    }
+    return { step: node };
   }
 
   /** Steps in tree order, each with its drawing prefix. */
@@ -202,8 +293,10 @@ class TreeView {
     const now = Date.now();
     const run = this.dag.run;
     const cols = Math.max(20, (process.stdout.columns || 120) - 1);
+    const steps = this.dag.steps.size - this.dag.work.length;
+    const calls = this.dag.work.length ? ` · ${this.dag.work.length} tool/external call${this.dag.work.length === 1 ? "" : "s"}` : "";
     return [
-      dim(`  run ${run.status} · ${this.dag.steps.size} step${this.dag.steps.size === 1 ? "" : "s"} · ${run.events} events · ${seconds((run.endedAt ?? now) - (run.createdAt ?? now))}`),
+      dim(`  run ${run.status} · ${steps} step${steps === 1 ? "" : "s"}${calls} · ${run.events} events · ${seconds((run.endedAt ?? now) - (run.createdAt ?? now))}`),
       ...rows.map((r) => stepLine(r.step, r.prefix, width, now)),
     ].map((l) => fit(l, cols));
   }
@@ -264,10 +357,16 @@ async function main() {
   const { git, url: repoUrl, head } = await startDemoGit();
   console.log(`  ${repoUrl} @ ${head.slice(0, 12)}`);
 
+  section("Starting the partners on 127.0.0.1: an MCP server and an external A2A agent (scripts/partners.mjs)");
+  const partners = await startPartners();
+  console.log(`  MCP server   @modelcontextprotocol/server-everything over Streamable HTTP: ${partners.mcp.url}`);
+  console.log(`  A2A agent    ${PARTNER_NAMES.externalAgent} on a "partner platform" (@a2a-js/sdk server): ${partners.sanctions.url}`);
+
   const port = await freePort();
   section(`Starting Shaman on http://${org}.localhost:${port} (wrangler dev)`);
-  const server = await startWrangler({ port, persistTo });
+  let server;
   try {
+    server = await startWrangler({ port, persistTo });
     section(`Creating the demo org '${org}' and syncing its agents from git: POST /repositories`);
     const seeded = await seedDemo(port, { repoUrl });
     const sync = seeded.sync;
@@ -275,6 +374,11 @@ async function main() {
     const auth = { authorization: `Bearer ${seeded.apiKey}` };
     console.log(`  owner API key ${seeded.apiKey.slice(0, 17)}… (shown once; every call below is authenticated with it)`);
     const api = (path, method = "GET", body) => http({ port, host: `${org}.localhost`, path, method, headers: auth, body });
+
+    section(`Registering the partners in '${org}': PUT /mcp-servers/${PARTNER_NAMES.mcpServer}, PUT /external-agents/${PARTNER_NAMES.externalAgent}`);
+    const registered = await registerPartners(port, { slug: org, apiKey: seeded.apiKey, mcpUrl: partners.mcp.url, sanctionsUrl: partners.sanctions.url });
+    console.log(`  mcp server '${registered.mcpServer.name}' → ${registered.mcpServer.url}, tools offered: ${(registered.mcpServer.tools ?? ["(all)"]).join(", ")}   (ValidateData: mcpServers: [${PARTNER_NAMES.mcpServer}])`);
+    console.log(`  external agent '${registered.externalAgent.name}' → ${registered.externalAgent.url}   (VendorCheck: allowedAgents: [${PARTNER_NAMES.externalAgent}])`);
 
     section(`Agent card: GET http://${org}.localhost:${port}/a2a/agents/${agent}/.well-known/agent-card.json`);
     const card = await api(`/a2a/agents/${agent}/.well-known/agent-card.json`);
@@ -299,6 +403,7 @@ async function main() {
     section(`The run's DAG, live from its event stream: ${wsUrl}`);
     const dag = new Dag();
     const view = new TreeView(dag);
+    const seen = [];
     const asked = [];
     const requests = new Map();
     await new Promise((resolve, reject) => {
@@ -313,6 +418,7 @@ async function main() {
       const timer = setTimeout(() => fail(new Error(`the run did not finish within ${RUN_TIMEOUT_MS / 1000} s`)), RUN_TIMEOUT_MS);
       ws.onmessage = (e) => {
         const ev = JSON.parse(e.data);
+        seen.push(ev);
         if (args.has("--events")) view.log(dim(`  #${ev.seq} ${ev.at.slice(11, 23)} ${ev.type.padEnd(18)} ${ev.stepId ?? "  "} ${JSON.stringify(ev.data).slice(0, 100)}`));
         const changed = dag.apply(ev);
         if (changed) view.changed(changed, Date.parse(ev.at));
@@ -383,6 +489,17 @@ async function main() {
     (byParent.get(null) ?? []).forEach((r) => walk(r, "", true, true));
     console.log(`  run ${run.status} in ${seconds(run.updatedAt - run.createdAt)}, ${run.lastSeq} events`);
 
+    section("Tool calls and external agents (events tool.called → tool.started → tool.result)");
+    const agentOf = (stepId) => run.steps.find((s) => s.id === stepId)?.agent ?? stepId;
+    for (const n of dag.work) {
+      const label = n.kind === "mcp" ? `MCP tool ${n.tool}` : `external agent ${n.args?.agent} (A2A)`;
+      console.log(`  ${agentOf(n.stepId)} (${n.stepId}) → ${label}   call ${n.callId}, ${n.status}${n.durationMs !== null ? ` in ${seconds(n.durationMs)}` : ""}`);
+      if (n.kind === "mcp") console.log(dim(`     args   ${JSON.stringify(n.args)}`));
+      else console.log(dim(`     input  ${clipText(String(n.args?.input ?? "").replace(/\s+/g, " "), 96)}`));
+      for (const l of wrap(n.result ? resultLine(n.result) : "(no result)", 92)) console.log(`     │ ${l}`);
+    }
+    if (dag.work.length === 0) console.log("  (none)");
+
     section("A2A GetTask: the final answer");
     const got = await a2a(3, "GetTask", { id: task.id });
     const final = got.json?.result;
@@ -396,10 +513,22 @@ async function main() {
     if (offline && (asked.length !== 1 || children.join() !== "ValidateData,VendorCheck")) {
       throw new Error(`expected ValidateData and VendorCheck in parallel and one approval, saw children [${children}] and ${asked.length} request(s)`);
     }
+    // The MCP tool ran on the server and the external agent answered, and both reached the report.
+    const report = final.artifacts[0].parts[0].text;
+    const sum = dag.work.find((n) => n.kind === "mcp" && n.tool === `${PARTNER_NAMES.mcpServer}__get-sum` && n.status === "completed");
+    const screened = dag.work.find((n) => n.kind === "remote" && n.args?.agent === PARTNER_NAMES.externalAgent && n.result?.result?.status === "SUCCESS");
+    const problems = [];
+    if (!sum || !/The sum of/.test(resultLine(sum.result))) problems.push(`the MCP tool ${PARTNER_NAMES.mcpServer}__get-sum did not run (${sum ? resultLine(sum.result) : "no call"})`);
+    if (!screened || !(partners.sanctions.requests.SendMessage > 0)) problems.push(`the external agent ${PARTNER_NAMES.externalAgent} did not answer (${screened ? "no request reached it" : "no successful call"})`);
+    if (sum && !report.includes(resultLine(sum.result))) problems.push("the final report does not show the MCP tool's result");
+    if (screened && !report.includes(screened.result.result.result)) problems.push("the final report does not show the external agent's answer");
+    if (problems.length > 0) throw new Error(problems.join("; "));
+    console.log(`\n  checked: ${sum.tool} ran on the MCP server (${resultLine(sum.result)}); ${PARTNER_NAMES.externalAgent} answered over A2A (${partners.sanctions.requests.SendMessage} SendMessage); both are in the report.`);
     console.log("\nDemo finished. `npm run dev` keeps the platform running on port 8787; the README shows how to answer a request for input by hand.");
   } finally {
-    await server.stop();
+    await server?.stop();
     await git.close();
+    await partners.close();
   }
 }
 

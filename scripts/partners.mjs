@@ -92,7 +92,7 @@ export const SANCTIONS_LIST = Object.freeze({
   ],
 });
 
-const COMPANY = /\b([A-Z][A-Za-z0-9&'-]*(?:\s+[A-Z][A-Za-z0-9&'-]*){0,4}\s+(?:Corporation|Corp|GmbH|AG|Ltd|Limited|Inc|LLC|FZE|SA|SAS|BV|plc))\b\.?/g;
+const COMPANY = /\b([A-Z][A-Za-z0-9&'-]*(?:[ \t]+[A-Z][A-Za-z0-9&'-]*){0,4}[ \t]+(?:Corporation|Corp|GmbH|AG|Ltd|Limited|Inc|LLC|FZE|SA|SAS|BV|plc))\b\.?/g;
 const IBAN = /\b([A-Z]{2}\d{2}(?:\s?[A-Z0-9]{4}){2,7}(?:\s?[A-Z0-9]{1,3})?)\b/g;
 const squash = (s) => s.replace(/\s+/g, "").toUpperCase();
 
