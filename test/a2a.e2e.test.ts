@@ -1,6 +1,8 @@
 /**
  * SendMessage end to end through real local bindings: gateway → D1 → run object → real
- * queue → executor → run object → A2A Task; and the run's WebSocket through the gateway.
+ * queue → executor → run object → A2A Task; the example flow with an MCP server
+ * (server-everything) and an external A2A agent registered; and the run's WebSocket
+ * through the gateway.
  */
 import { env } from "cloudflare:workers";
 import { beforeAll, describe, expect, it } from "vitest";
@@ -243,6 +245,66 @@ describe("SendMessage end to end", () => {
     expect(strip(await runOther.json())).toEqual(strip(await runMissing.json()));
     const ws = await orgFetch("e2e-other", `/runs/${task.id}/ws`, { headers: { upgrade: "websocket" } });
     expect(ws.status).toBe(404);
+  });
+});
+
+describe("the example flow with the org's MCP server and external agent registered", () => {
+  // As `npm run demo` sets it up: the examples' ValidateData names the registered MCP server
+  // `everything` and its `get-sum` tool, VendorCheck allows the external agent
+  // `SanctionsScreen` (here the test platform's echo agent). The other tests' orgs register
+  // neither: there the tool and the agent are simply not offered.
+  const ORG = "e2e-partners";
+  const mcpName = `e2e-partners-${crypto.randomUUID().slice(0, 8)}`;
+  const a2aPrefix = `/e2e-partners-${crypto.randomUUID().slice(0, 8)}`;
+
+  beforeAll(async () => {
+    await seedOrg(ORG);
+    const put = async (path: string, body: unknown) => {
+      const res = await orgFetch(ORG, path, { method: "PUT", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
+      expect(res.status, await res.clone().text()).toBe(200);
+    };
+    await put("/mcp-servers/everything", { url: `${env.TEST_MCP_EVERYTHING_URL}/p/${mcpName}`, tools: ["get-sum"] });
+    await put("/external-agents/SanctionsScreen", { url: `${env.TEST_A2A_AGENT_URL}${a2aPrefix}/echo`, description: "Screens a vendor against a sanctions list (external)" });
+  });
+
+  it("runs the MCP tool once and calls the external agent through the real queue; both results reach the report", async () => {
+    const invoice = "Invoice INV-7 from Globex Corporation, IBAN DE89 3704 0044 0532 0130 00: 2 x widgets at 10 EUR, total 20 EUR";
+    const sent = await rpc(ORG, "ProcessInvoice", sendMessage(invoice, { returnImmediately: true }));
+    const id = sent.body.result.task.id as string;
+    const get = () => rpc(ORG, "ProcessInvoice", { jsonrpc: "2.0", id: 2, method: "GetTask", params: { id } });
+    const task = (await eventually(get, (g) => ["TASK_STATE_COMPLETED", "TASK_STATE_FAILED"].includes(g.body.result?.status?.state), 30_000)).body.result;
+    expect(task.status.state).toBe("TASK_STATE_COMPLETED");
+    const report = task.artifacts[0].parts[0].text as string;
+    // ValidateData's tool result (server-everything's get-sum, arguments from its schema) and
+    // the external agent's answer (the echo of what VendorCheck sent it), quoted in the report
+    expect(report).toContain("- ValidateData (SUCCESS)");
+    expect(report).toContain('- everything__get-sum: {"content":["The sum of 1 and 1 is 2."]}');
+    expect(report).toContain("- VendorCheck (SUCCESS)");
+    expect(report).toContain(`- SanctionsScreen (SUCCESS): ${invoice}`);
+
+    const run = (await (await orgFetch(ORG, `/runs/${id}`)).json()) as any;
+    // the external agent is no step of this run: its work happened on the other platform
+    expect(run.steps.map((s: any) => [s.id, s.parentId, s.agent, s.status, s.turns])).toEqual([
+      ["s1", null, "ProcessInvoice", "completed", 2],
+      ["s2", "s1", "ValidateData", "completed", 2],
+      ["s3", "s1", "VendorCheck", "completed", 2],
+    ]);
+    const { events } = (await (await orgFetch(ORG, `/runs/${id}/events?after=0`)).json()) as any;
+    const tools = (stepId: string) => events.filter((e: any) => e.stepId === stepId && e.type.startsWith("tool.")).map((e: any) => ({ type: e.type, ...e.data }));
+    const [sumCalled, sumStarted, sumResult] = tools("s2").filter((e: any) => e.tool === "everything__get-sum");
+    expect(sumCalled).toMatchObject({ type: "tool.called", args: { a: 1, b: 1 } });
+    expect(sumStarted).toMatchObject({ type: "tool.started", kind: "mcp", server: "everything", callId: sumCalled.callId, attempt: 1 });
+    expect(sumResult).toMatchObject({ type: "tool.result", callId: sumCalled.callId, result: { content: ["The sum of 1 and 1 is 2."] } });
+    const remote = tools("s3").filter((e: any) => e.tool === "call_agent");
+    expect(remote[0]).toMatchObject({ type: "tool.called", args: { agent: "SanctionsScreen", input: invoice } });
+    expect(remote[1]).toMatchObject({ type: "tool.started", kind: "remote", agent: "SanctionsScreen", callId: remote[0].callId });
+    expect(remote.at(-1)).toMatchObject({ type: "tool.result", callId: remote[0].callId, result: { agent: "SanctionsScreen", status: "SUCCESS", result: invoice, data: { echo: invoice } } });
+
+    // the MCP server ran the tool once; the external agent got one SendMessage, from this run
+    const stats = (await (await fetch(`${env.TEST_MCP_EVERYTHING_URL}/__stats?name=${mcpName}`)).json()) as any;
+    expect(stats.methods["tools/call"]).toBe(1);
+    const log = (await (await fetch(`${env.TEST_A2A_AGENT_URL}/__log`)).json()) as any[];
+    expect(log.filter((l) => l.path === `${a2aPrefix}/echo` && l.rpc === "SendMessage")).toHaveLength(1);
   });
 });
 
