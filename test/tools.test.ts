@@ -245,6 +245,28 @@ describe("external A2A agents in a run", () => {
     expect((await toolMessages("SCRIPT:ext-slow"))[0]!.content).toContain("nostream: take your time");
   });
 
+  it("asks the remote agent to cancel its task when the run is canceled", async () => {
+    await script("ext-cancel", [{ toolCalls: [call("Slowpoke", "never mind")] }, { text: "unreachable" }]);
+    const p = new Pump(seed, "Caller", "SCRIPT:ext-cancel");
+    await p.start();
+    await p.deliver(p.take()); // the turn
+    await p.deliver(p.take()); // the send: the remote task is working
+    const taskId = (await p.events()).filter((e) => e.type === "tool.progress").at(-1)?.data.taskId;
+    expect(typeof taskId).toBe("string");
+    expect(await p.stub.cancel(seed.org.id, "changed my mind")).toBe(true);
+    const cancelJobs = p.take(isCall);
+    expect(cancelJobs).toHaveLength(1);
+    await p.deliver(cancelJobs);
+    const log = (await (await fetch(`${env.TEST_A2A_AGENT_URL}/__log`)).json()) as Array<{ path: string; rpc?: string }>;
+    expect(log.filter((e) => e.path === `/run-${ORG}/nostream` && /cancel/i.test(e.rpc ?? "")).length).toBeGreaterThanOrEqual(1);
+    const snap = await p.snapshot();
+    expect(snap.status).toBe("canceled");
+    // delivered again, the cancel job does nothing more
+    await p.deliver(cancelJobs);
+    const again = (await (await fetch(`${env.TEST_A2A_AGENT_URL}/__log`)).json()) as Array<{ path: string; rpc?: string }>;
+    expect(again.filter((e) => e.path === `/run-${ORG}/nostream` && /cancel/i.test(e.rpc ?? "")).length).toBe(log.filter((e) => e.path === `/run-${ORG}/nostream` && /cancel/i.test(e.rpc ?? "")).length);
+  });
+
   it("hands a remote INPUT_REQUIRED to the caller, whose answer (call_agent with the taskId) completes the remote task", async () => {
     await script("ext-ask", [
       { toolCalls: [call("AskBot", "hi")] },
