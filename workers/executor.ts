@@ -21,9 +21,6 @@ import type { AuditJob, Job, StepContext, StepResult, SyncJob } from "../src/run
 /** Must match `max_retries` + 1 in wrangler.toml. */
 export const MAX_ATTEMPTS = 4;
 
-/** Org secret holding the org's own OpenAI (or compatible server) key; it replaces the platform's. */
-export const ORG_OPENAI_KEY_SECRET = "OPENAI_API_KEY";
-
 /** An audit job stays well under the queue's 128 KB message limit. */
 const AUDIT_JOB_CHARS = 96_000;
 

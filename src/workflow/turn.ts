@@ -125,7 +125,7 @@ export async function runTurn(
   try {
     const [agent, cfg, scope] = await Promise.all([loadAgent(env.SNAPSHOTS, ctx.orgId, ctx.agent), modelConfig(ctx.orgId), orgById(dbOf(env), ctx.orgId)]);
     if (!scope) return { orgId: null, retry: false }; // the org is gone
-    const { model, id, maxOutputTokens } = resolveModel(cfg, agent.frontmatter.model);
+    const { model, id, maxOutputTokens } = resolveModel(cfg, agent.frontmatter.model, { maxTokens: agent.frontmatter.maxTokens });
     const caller: CallerAgent = { repositoryId: ctx.agent.repositoryId, name: ctx.agent.name, allowedAgents: agent.frontmatter.allowedAgents };
     const [callable, mcp] = await Promise.all([callableAgents(env, scope, caller, listedMax(ctx.maxCallsPerTurn)), agentTools(env, scope, agent.frontmatter)]);
     const mcpByName = new Map(mcp.tools.map((t) => [t.name, t]));
