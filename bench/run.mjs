@@ -20,9 +20,14 @@
 //         100 new agents): fanout_vs_agents_sdk;
 //       - 200 concurrent runs of a three-way fan-out (Tri), each watched over its WebSocket
 //         from the start and checked against its event log: runs_per_s, events_lost.
+//   (g), (h) tools (issue 10, bench/tools.mjs): MCP router overhead against a direct
+//       JSON-RPC tools/call from inside the Worker (mcp_router_ratio), on a 2025 session
+//       server and a stateless 2026-07-28 one; the cost of a tool call in a run
+//       (tool_run_20_ms, tool_run_0_ms, ms_per_tool_call).
 import autocannon from "autocannon";
 import { readdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
+import { BENCH_VARS, mcpRouterBench, registerBenchMcp, startBenchMcp, toolCostBench, toolResultFields } from "./tools.mjs";
 import { ROOT, addGitRepo, freePort, http, migrateLocal, readTree, registerRepository, seedDemo, startDemoGit, startWrangler } from "../scripts/local.mjs";
 
 const DURATION = Number(process.env.BENCH_SECONDS ?? 5);
@@ -86,7 +91,8 @@ async function main() {
   rmSync(persistTo, { recursive: true, force: true });
   migrateLocal(persistTo);
   const [shamanPort, helloPort] = [await freePort(), await freePort()];
-  const shaman = await startWrangler({ port: shamanPort, persistTo });
+  const mcp = await startBenchMcp();
+  const shaman = await startWrangler({ port: shamanPort, persistTo, vars: BENCH_VARS });
   const hello = await startWrangler({ port: helloPort, config: "bench/hello/wrangler.toml", persistTo: join(persistTo, "hello") });
   const sdkPort = await freePort();
   const sdk = await startWrangler({ port: sdkPort, config: "bench/agents-sdk/wrangler.toml", persistTo: join(persistTo, "agents-sdk") });
@@ -97,6 +103,8 @@ async function main() {
     // Limits far above what the bench sends: the limiter still runs on every request.
     const { apiKey } = await seedDemo(shamanPort, { rateLimits: { perPrincipal: 1_000_000_000, perOrg: 1_000_000_000, perClient: 1_000_000_000, windowSeconds: 60 }, runLimits: RUN_LIMITS, repoUrl });
     const auth = { authorization: `Bearer ${apiKey}` };
+    // The tool benchmark's MCP server, registered before the bench agents that name it sync.
+    await registerBenchMcp(shamanPort, apiKey, mcp.stateless.url);
     // The orchestration agents (bench/agents/) as a second root repository on the same git server.
     const benchAgents = readdirSync(join(ROOT, "bench", "agents")).length;
     const benchRepo = await registerRepository(shamanPort, { apiKey, name: "bench", gitUrl: await addGitRepo(git, "acme/bench-agents", readTree("bench/agents")) });
@@ -176,6 +184,11 @@ async function main() {
     const c = await chainBench(floorPort, { meanP50, failures, shaman: target });
     const f = await fanoutBench(target, sdkPort);
     const t = await concurrentBench(target);
+    const g = await mcpRouterBench(shamanPort, [
+      { label: "2025", url: mcp.everything.url },
+      { label: "2026", url: mcp.stateless.url, methods: mcp.stateless.methods },
+    ]);
+    const h = await toolCostBench(target, mcp.stateless);
     console.log(
       `\nRESULT gateway_ratio=${fmt(ratio, 2)} hello_rps=${fmt(mean(helloRounds))} card_rps=${fmt(mean(cardRounds))} send_rps=${fmt(sendRps, 1)} send_p50_ms=${fmt(p50, 1)} send_errors=${errors} agents_sdk_rps=${fmt(sdkRps, 1)} send_vs_agents_sdk=${fmt(sendRps / sdkRps, 2)} ` +
         `floor_rps=${fmt(floorRps, 1)} floor_p50_ms=${fmt(meanP50(floorRounds), 1)} send_vs_floor=${fmt(sendRps / floorRps, 2)} ` +
@@ -187,10 +200,11 @@ async function main() {
         ` fanout=${FANOUT} fanout_branches=${f.branches} fan1_ms=${fmt(f.fan1)} fan100_ms=${fmt(f.fan100)} fanout_ratio=${fmt(f.fan100 / f.fan1, 2)} agents_sdk_fan1_ms=${fmt(f.sdk1)} agents_sdk_fanout_ms=${fmt(f.sdk100)}` +
         (f.branches !== FANOUT ? ` agents_sdk_fanout_same_ms=${fmt(f.sdkSame)}` : "") +
         ` fanout_vs_agents_sdk=${fmt(f.sdkSame / f.fan100, 2)}` +
-        ` concurrent_runs=${t.runs} concurrent_completed=${t.completed} runs_per_s=${fmt(t.rps, 1)} concurrent_wall_ms=${fmt(t.wall)} events_total=${t.total} events_lost=${t.lost} events_duplicated=${t.duplicated} events_unexpected=${t.unexpected} ws_errors=${t.problems} ws_close_lag_ms=${fmt(t.closeLag ?? 0)}`,
+        ` concurrent_runs=${t.runs} concurrent_completed=${t.completed} runs_per_s=${fmt(t.rps, 1)} concurrent_wall_ms=${fmt(t.wall)} events_total=${t.total} events_lost=${t.lost} events_duplicated=${t.duplicated} events_unexpected=${t.unexpected} ws_errors=${t.problems} ws_close_lag_ms=${fmt(t.closeLag ?? 0)} ` +
+        toolResultFields(g, h),
     );
   } finally {
-    await Promise.all([shaman.stop(), hello.stop(), sdk.stop(), floor.stop(), git.close()]);
+    await Promise.all([shaman.stop(), hello.stop(), sdk.stop(), floor.stop(), git.close(), mcp.close()]);
   }
 }
 

@@ -8,6 +8,7 @@ import { a2aRoutes } from "../src/a2a/routes";
 import { adminRoutes } from "../src/auth/bootstrap";
 import { authenticate } from "../src/auth/middleware";
 import { devRoutes } from "../src/dev/seed";
+import { devBenchRoutes } from "../src/dev/bench";
 import { AppError, problemResponse } from "../src/errors";
 import type { AppEnv } from "../src/http/app-env";
 import { resolveOrg } from "../src/http/org";
@@ -71,6 +72,7 @@ export function createApp(): Hono<AppEnv> {
   app.get("/healthz", (c) => c.json({ ok: true }));
   app.route("/", jwksRoutes);
   app.route("/_dev", devRoutes);
+  app.route("/_dev", devBenchRoutes);
   app.route("/_admin", adminRoutes);
 
   // Every org route: org from the subdomain, the caller, their rate limit, then the route's own check.
