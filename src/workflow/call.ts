@@ -15,12 +15,9 @@ import { callMcpTool, type McpServerSpec } from "../mcp";
 import type { CallJob, Json } from "../runs/types";
 import { runStub } from "../runs/stub";
 import type { AuditSink, TurnJobResult } from "./turn";
+import { STREAM_WINDOW_MS, STREAMED_FOLLOWS } from "./machine";
 import type { CallContext, RemoteProgress, WorkOutcome } from "./types";
 
-/** How long one follow of a streaming external agent may listen before it hands back. */
-const STREAM_WINDOW_MS = 8_000;
-/** Follows that stream (where the card offers it); later ones poll, with backoff. */
-const STREAMED_FOLLOWS = 3;
 
 export async function runCall(job: CallJob, env: Env, audit: AuditSink): Promise<TurnJobResult> {
   const run = runStub(env, job.runId);

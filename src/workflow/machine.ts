@@ -153,9 +153,20 @@ const WORK_LEASE_MS = 120_000;
 /** Transient failures of one external agent call in a row before it fails. */
 const MAX_REMOTE_FAILURES = 5;
 
-/** When to look at an external agent's task again: 1 s, 2 s, 4 s … at most 30 s. */
+/**
+ * Follows of an external agent's task that listen to its stream (where the card offers
+ * streaming), for at most STREAM_WINDOW_MS each; later follows poll. A listening follow
+ * holds an executor for its window, so both are small: it catches a quick task at once.
+ */
+export const STREAMED_FOLLOWS = 1;
+export const STREAM_WINDOW_MS = 3_000;
+
+/**
+ * When to look at an external agent's task again, after `follows` looks: soon when the
+ * next look listens to the stream, else polling at 1 s, 2 s, 4 s … at most 30 s.
+ */
 export function followDelayMs(follows: number, streaming: boolean): number {
-  if (streaming) return 250; // a follow that streamed waited already
+  if (streaming && follows < STREAMED_FOLLOWS) return 250;
   return Math.min(30_000, 1_000 * 2 ** Math.min(5, follows));
 }
 
@@ -722,7 +733,7 @@ export class RunMachine {
           const follows = w.phase === "follow" ? w.follows + 1 : w.follows;
           this.h.sql.exec(
             "UPDATE work SET status = 'following', phase = 'follow', lease_until = NULL, due_at = ?, updated_at = ? WHERE step_id = ? AND turn = ? AND call_id = ?",
-            now + followDelayMs(follows, r.streaming && w.phase === "follow"),
+            now + followDelayMs(follows, r.streaming),
             now,
             stepId,
             turn,
