@@ -406,39 +406,58 @@ async function main() {
     const seen = [];
     const asked = [];
     const requests = new Map();
+    // The stream ends when the run does. A connection that closes earlier (wrangler dev
+    // reloads the Worker when a source file changes) is opened again after the last event seen.
     await new Promise((resolve, reject) => {
-      const ws = new WebSocket(wsUrl, { headers: auth });
+      let ws = null;
+      let lastSeq = 0;
+      let reconnects = 0;
       let failure = null;
+      const finished = () => ["completed", "failed", "canceled"].includes(dag.run.status);
       const fail = (err) => {
         failure ??= err;
         try {
-          ws.close();
+          ws?.close();
         } catch {}
       };
       const timer = setTimeout(() => fail(new Error(`the run did not finish within ${RUN_TIMEOUT_MS / 1000} s`)), RUN_TIMEOUT_MS);
-      ws.onmessage = (e) => {
-        const ev = JSON.parse(e.data);
-        seen.push(ev);
-        if (args.has("--events")) view.log(dim(`  #${ev.seq} ${ev.at.slice(11, 23)} ${ev.type.padEnd(18)} ${ev.stepId ?? "  "} ${JSON.stringify(ev.data).slice(0, 100)}`));
-        const changed = dag.apply(ev);
-        if (changed) view.changed(changed, Date.parse(ev.at));
-        // Answer once the step has parked on the request (the same transition's next event).
-        if (ev.type === "input.requested") requests.set(ev.data.requestId, ev);
-        if (ev.type === "step.waiting") {
-          for (const w of ev.data.on ?? []) {
-            const req = requests.get(w.requestId);
-            if (req) answer(req).catch(fail);
-            requests.delete(w.requestId);
+      const connect = () => {
+        let opened = false;
+        ws = new WebSocket(wsUrl.replace(/after=0$/, `after=${lastSeq}`), { headers: auth });
+        ws.onopen = () => (opened = true);
+        ws.onmessage = (e) => {
+          const ev = JSON.parse(e.data);
+          if (ev.seq <= lastSeq) return;
+          lastSeq = ev.seq;
+          seen.push(ev);
+          if (args.has("--events")) view.log(dim(`  #${ev.seq} ${ev.at.slice(11, 23)} ${ev.type.padEnd(18)} ${ev.stepId ?? "  "} ${JSON.stringify(ev.data).slice(0, 100)}`));
+          const changed = dag.apply(ev);
+          if (changed) view.changed(changed, Date.parse(ev.at));
+          // Answer once the step has parked on the request (the same transition's next event).
+          if (ev.type === "input.requested") requests.set(ev.data.requestId, ev);
+          if (ev.type === "step.waiting") {
+            for (const w of ev.data.on ?? []) {
+              const req = requests.get(w.requestId);
+              if (req) answer(req).catch(fail);
+              requests.delete(w.requestId);
+            }
           }
-        }
+        };
+        ws.onclose = () => {
+          if (!failure && !finished() && reconnects < 20) {
+            reconnects += 1;
+            view.log(dim(`  (the event stream closed before the run ended; reconnecting after #${lastSeq})`));
+            setTimeout(connect, opened ? 100 : 500);
+            return;
+          }
+          clearTimeout(timer);
+          view.stop();
+          if (failure) reject(failure);
+          else if (!finished()) reject(new Error(`the event stream closed and could not be opened again (last event #${lastSeq})`));
+          else resolve();
+        };
       };
-      ws.onclose = () => {
-        clearTimeout(timer);
-        view.stop();
-        if (failure) reject(failure);
-        else resolve();
-      };
-      ws.onerror = () => fail(new Error("WebSocket error"));
+      connect();
     });
 
     /** A person's part, played by the demo: see the request, find it where a UI would, answer it. */
