@@ -56,6 +56,8 @@ const ROUTES: RouteCase[] = [
   { method: "GET", pattern: "/healthz", kind: "public" },
   { method: "GET", pattern: "/.well-known/jwks.json", kind: "public" },
   { method: "POST", pattern: "/_dev/seed", kind: "public" },
+  // Local benchmarks only (SHAMAN_ENV=development and SHAMAN_DEV_BENCH=true): reads no org data; test/dev-bench.test.ts.
+  { method: "POST", pattern: "/_dev/bench/mcp", kind: "public" },
   { method: "POST", pattern: "/_admin/bootstrap", kind: "public" },
   {
     method: "GET",
