@@ -5,6 +5,7 @@
 import { Hono, type MiddlewareHandler } from "hono";
 import { requestId } from "hono/request-id";
 import { a2aRoutes } from "../src/a2a/routes";
+import { cardRoutes } from "../src/a2a/cards";
 import { adminRoutes } from "../src/auth/bootstrap";
 import { authenticate } from "../src/auth/middleware";
 import { devRoutes } from "../src/dev/seed";
@@ -86,6 +87,7 @@ export function createApp(): Hono<AppEnv> {
   org.use(clientRateLimit());
   org.use(authenticate());
   org.use(rateLimit());
+  org.route("/a2a", cardRoutes);
   org.route("/a2a", a2aRoutes);
   org.route("/runs", runRoutes);
   org.route("/api-keys", apiKeyRoutes);
