@@ -282,12 +282,17 @@ describe("the executor acks a step only once its audit rows are durable", () => 
     expect(queued.map((j) => j.kind)).toEqual(["audit"]);
     const auditJob = queued[0] as AuditJob;
     expect(auditJob.entries.map((e) => e.action).sort()).toEqual(["model.call", "step.run"]);
+    // The model call's usage row was written with the batch's audit rows, so it rides along too.
+    expect(auditJob.usage?.map((u) => [u.runId, u.turn])).toEqual([[run.runId, 1]]);
+    const usageRows = () => env.DB.prepare("SELECT count(*) AS n FROM usage_records WHERE run_id = ?").bind(run.runId).first<{ n: number }>();
+    expect((await usageRows())?.n).toBe(0);
 
     // Delivered twice (a redelivery after a write that landed): still one row each.
     expect((await deliver([auditJob], env as Env)).explicitAcks).toHaveLength(1);
     expect((await deliver([auditJob], env as Env, 2)).explicitAcks).toHaveLength(1);
     expect(await auditRows(run.runId, "step.run")).toHaveLength(1);
     expect(await auditRows(run.runId, "model.call")).toHaveLength(1);
+    expect((await usageRows())?.n).toBe(1);
   });
 
   it("retries an audit job while D1 refuses it", async () => {

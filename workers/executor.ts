@@ -7,6 +7,7 @@
 import { generateText, type ModelMessage } from "ai";
 import { loadAgent } from "../src/agents/snapshot";
 import { auditId, writeAuditMany, type AuditEntry } from "../src/audit/log";
+import { writeUsageMany, type NewUsageRecord } from "../src/usage/records";
 import { redact } from "../src/audit/redact";
 import { db } from "../src/db/client";
 import { AppError } from "../src/errors";
@@ -31,12 +32,20 @@ const AUDIT_JOB_CHARS = 96_000;
  */
 class AuditBuffer {
   private readonly byOrg = new Map<string, AuditEntry[]>();
+  /** Usage rows of the batch's model calls, written with the audit rows (off each turn's path). */
+  private readonly usageByOrg = new Map<string, NewUsageRecord[]>();
   add(orgId: string, entry: AuditEntry): void {
     const at = entry.at ?? Date.now();
     const row = { ...entry, at, id: entry.id ?? auditId(at) };
     const list = this.byOrg.get(orgId);
     if (list) list.push(row);
     else this.byOrg.set(orgId, [row]);
+  }
+
+  addUsage(row: NewUsageRecord): void {
+    const list = this.usageByOrg.get(row.orgId);
+    if (list) list.push(row);
+    else this.usageByOrg.set(row.orgId, [row]);
   }
 
   /**
@@ -47,15 +56,19 @@ class AuditBuffer {
   async flush(env: Env): Promise<Set<string>> {
     const d = db(env);
     const failed = new Set<string>();
+    const orgIds = new Set([...this.byOrg.keys(), ...this.usageByOrg.keys()]);
     await Promise.all(
-      [...this.byOrg].map(async ([orgId, entries]) => {
+      [...orgIds].map(async (orgId) => {
+        const entries = this.byOrg.get(orgId) ?? [];
+        const usage = this.usageByOrg.get(orgId) ?? [];
         try {
-          await writeAuditMany(d, orgId, entries);
+          await Promise.all([writeAuditMany(d, orgId, entries), writeUsageMany(d, usage)]);
         } catch (err) {
           if (orgGone(err)) return; // the org was deleted meanwhile: its audit trail went with it
           console.error(`executor: audit write for ${orgId} failed, queueing the rows: ${errorText(err)}`);
           try {
-            await Promise.all(auditJobs(orgId, entries).map((job) => env.JOBS.send(job)));
+            // Both writes ignore rows that exist already, so queueing all of them again is safe.
+            await Promise.all(auditJobs(orgId, entries, usage).map((job) => env.JOBS.send(job)));
           } catch (queueErr) {
             console.error(`executor: could not queue the audit rows of ${orgId} either: ${errorText(queueErr)}`);
             failed.add(orgId);
@@ -64,12 +77,13 @@ class AuditBuffer {
       }),
     );
     this.byOrg.clear();
+    this.usageByOrg.clear();
     return failed;
   }
 }
 
 /** The rows as audit jobs (redacted before they leave, as they would be in D1). */
-function auditJobs(orgId: string, entries: readonly AuditEntry[]): AuditJob[] {
+function auditJobs(orgId: string, entries: readonly AuditEntry[], usage: readonly NewUsageRecord[] = []): AuditJob[] {
   const jobs: AuditJob[] = [];
   let chunk: AuditEntry[] = [];
   let size = 0;
@@ -89,7 +103,9 @@ function auditJobs(orgId: string, entries: readonly AuditEntry[]): AuditJob[] {
     chunk.push(row);
     size += rowSize;
   }
-  if (chunk.length > 0) jobs.push({ kind: "audit", orgId, entries: chunk });
+  if (chunk.length > 0 || jobs.length === 0) jobs.push({ kind: "audit", orgId, entries: chunk });
+  // Usage rows are small (a few hundred bytes each, one per model call): they ride with the first job.
+  if (usage.length > 0) jobs[0] = { ...jobs[0]!, usage: [...usage] };
   return jobs;
 }
 
@@ -140,6 +156,7 @@ async function handleJob(message: Message<Job>, env: Env, audit: AuditBuffer): P
     env,
     (id) => orgModelConfig(env, id),
     (entry) => audit.add(orgId, entry),
+    (row) => audit.addUsage(row),
   );
 }
 
@@ -156,7 +173,7 @@ async function handleAuditJob(message: Message<AuditJob>, env: Env): Promise<voi
     return;
   }
   try {
-    await writeAuditMany(db(env), job.orgId, job.entries);
+    await Promise.all([writeAuditMany(db(env), job.orgId, job.entries), Array.isArray(job.usage) ? writeUsageMany(db(env), job.usage) : null]);
     message.ack();
   } catch (err) {
     if (orgGone(err)) {

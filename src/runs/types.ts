@@ -1,5 +1,6 @@
 /** Shapes shared by the gateway, the run Durable Object and the executor. */
 import type { AgentRef } from "../agents/snapshot";
+import type { NewUsageRecord } from "../usage/records";
 import type { AuditEntry } from "../audit/log";
 
 /** Any JSON value. Used instead of `unknown` so values can cross Durable Object RPC. */
@@ -188,6 +189,8 @@ export interface AuditJob {
   orgId: string;
   /** Each with its `id` and `at` already fixed, and redacted. */
   entries: AuditEntry[];
+  /** Usage rows of model calls (src/usage/records.ts), when their batch could not write them. */
+  usage?: NewUsageRecord[];
 }
 
 /**

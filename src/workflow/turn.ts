@@ -23,6 +23,7 @@ import { runStub } from "../runs/stub";
 import { checkToolArgs, platformTools, type CallableAgent } from "../tools/platform";
 import { messageText } from "./machine";
 import { callModel, type GenerateParams, type GenerateResult } from "./model-call";
+import type { NewUsageRecord } from "../usage/records";
 import type { ConversationMessage, StoredMcpServer, TurnContext, TurnOutcome, TurnToolCall, TurnUsage } from "./types";
 import type { AgentFrontmatter } from "../agents/format";
 import { agentMcpServers, mcpToolset, mcpToolsForModel, type McpServerSpec, type McpTool } from "../mcp";
@@ -75,6 +76,8 @@ export async function runTurn(
   env: Env,
   modelConfig: (orgId: string) => Promise<ModelConfig>,
   audit: AuditSink,
+  /** Takes the model call's usage row to write with the batch's audit rows (else it is written at once). */
+  recordUsage?: (row: NewUsageRecord) => void,
 ): Promise<TurnJobResult> {
   const run = runStub(env, job.runId);
   // Nothing runs without the run object's token for exactly this job: verified here
@@ -138,6 +141,7 @@ export async function runTurn(
         ctx,
         modelId: id,
         maxOutputTokens,
+        recordUsage,
         params: {
           model,
           system: mcp.problems.length ? `${agent.systemPrompt}\n\n(Platform note: some of your tools are unavailable now: ${mcp.problems.join("; ")})` : agent.systemPrompt,
