@@ -1,5 +1,6 @@
 /** JSON-RPC 2.0 envelopes and the A2A v1.0 error codes. */
 import { z } from "zod";
+import { rpcErrorMember } from "./errors";
 
 export const JSONRPC = {
   PARSE_ERROR: -32700,
@@ -47,12 +48,12 @@ export function rpcResult(id: JsonRpcId, result: unknown) {
   return { jsonrpc: "2.0" as const, id, result };
 }
 
+/**
+ * A JSON-RPC error response. A2A errors (-32001…-32009, -32602) carry the spec's
+ * `ErrorInfo` in `error.data` (src/a2a/errors.ts); the plain JSON-RPC codes carry their data as is.
+ */
 export function rpcError(id: JsonRpcId, err: JsonRpcError) {
-  return {
-    jsonrpc: "2.0" as const,
-    id,
-    error: { code: err.code, message: err.message, ...(err.data !== undefined ? { data: err.data } : {}) },
-  };
+  return { jsonrpc: "2.0" as const, id, error: rpcErrorMember(err) };
 }
 
 /** The id of a request body, as far as it can be read (null otherwise, per JSON-RPC). */

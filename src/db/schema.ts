@@ -180,8 +180,15 @@ export const runs = sqliteTable(
     createdAt: integer("created_at").notNull().default(now),
     updatedAt: integer("updated_at").notNull().default(now),
     completedAt: integer("completed_at"),
+    /** The text of the run's message and of its final answer (a context's earlier turns, migration 0006). */
+    inputText: text("input_text"),
+    outputText: text("output_text"),
   },
-  (t) => [index("runs_org_created").on(t.orgId, t.createdAt), index("runs_org_context").on(t.orgId, t.contextId)],
+  (t) => [
+    index("runs_org_created").on(t.orgId, t.createdAt),
+    index("runs_org_context").on(t.orgId, t.contextId),
+    index("runs_org_agent_updated").on(t.orgId, t.repositoryId, t.agentName, t.updatedAt),
+  ],
 );
 
 export type OrgRow = typeof orgs.$inferSelect;
