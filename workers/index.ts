@@ -5,6 +5,7 @@ import { createApp } from "./gateway";
 import { handleScheduled } from "./sync";
 
 export { BudgetObject } from "../durable-objects/budget";
+export { PushObject } from "../durable-objects/push";
 export { RateLimiter } from "../durable-objects/rate-limiter";
 export { RunObject } from "../durable-objects/run-object";
 
