@@ -113,6 +113,34 @@ describe("a DAG of agent steps", () => {
   });
 });
 
+describe("a conversation's earlier turns", () => {
+  it("come before the message in the root's first model call (not its children's), and stay in its conversation", async () => {
+    // The scripted server picks a turn by the assistant messages in the request: the history has one.
+    await script("hist-root", [{ text: "not used" }, { toolCalls: [call("Leaf", "SCRIPT:hist-leaf")] }, { text: "Ada, done" }]);
+    await script("hist-leaf", [{ text: "leaf" }]);
+    const p = new Pump(seed, "Root", "SCRIPT:hist-root what is my name?");
+    p.run.history = [
+      { role: "user", text: "My name is Ada." },
+      { role: "assistant", text: "Nice to meet you, Ada." },
+    ];
+    await p.start();
+    await p.drain();
+    expect((await p.snapshot()).status).toBe("completed");
+    // (requestsFor picks by the first user message, which is the history's here)
+    const all = (await (await fetch(`${env.TEST_OPENAI_URL.replace(/\/v1$/, "")}/__requests`)).json()) as any[];
+    const [first, second] = all.filter((r) => JSON.stringify(r.messages).includes("SCRIPT:hist-root"));
+    const said = (r: any) => r.messages.filter((m: any) => m.role !== "system").map((m: any) => [m.role, typeof m.content === "string" ? m.content : null]);
+    expect(said(first)).toEqual([
+      ["user", "My name is Ada."],
+      ["assistant", "Nice to meet you, Ada."],
+      ["user", "SCRIPT:hist-root what is my name?"],
+    ]);
+    expect(said(second).slice(0, 3)).toEqual(said(first));
+    const [leaf] = await requestsFor("SCRIPT:hist-leaf");
+    expect(said(leaf)).toEqual([["user", "SCRIPT:hist-leaf"]]);
+  });
+});
+
 describe("cancellation", () => {
   it("cancels every unfinished step down to grandchildren; a turn in flight is dropped and queues nothing", async () => {
     await script("cx-root", [{ toolCalls: [call("Mid", "SCRIPT:cx-mid")] }, { text: "never" }]);

@@ -41,6 +41,17 @@ export interface RunInit {
   audit?: { resource: string; requestId: string | null; input?: { [key: string]: Json } };
   /** The org's run limits (src/workflow/types.ts); defaults when absent. */
   limits?: Partial<import("../workflow/types").RunLimits>;
+  /**
+   * Earlier turns of the conversation (the task's context), oldest first: the root step's
+   * model reads them before the message. Bounded by whoever starts the run.
+   */
+  history?: HistoryTurn[];
+}
+
+/** One earlier turn of a conversation: what was asked, or what was answered. */
+export interface HistoryTurn {
+  role: "user" | "assistant";
+  text: string;
 }
 
 export interface RunEvent {
@@ -64,6 +75,8 @@ export type RunEventType =
   | "step.resumed"
   | "step.canceled"
   | "model.turn"
+  /** Model text as it is generated, batched (data: turn, attempt, index, text, last?). */
+  | "model.delta"
   | "tool.called"
   | "tool.result"
   | "tool.started"

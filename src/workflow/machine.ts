@@ -22,7 +22,7 @@
  */
 import type { AgentRef } from "../agents/snapshot";
 import { redactText } from "../audit/redact";
-import { TERMINAL_RUN_STATUSES, type Json, type RunEventType, type RunJob, type RunStatus, type StepStatus, type StoredMessage } from "../runs/types";
+import { TERMINAL_RUN_STATUSES, type HistoryTurn, type Json, type RunEventType, type RunJob, type RunStatus, type StepStatus, type StoredMessage } from "../runs/types";
 import { runDataTool, RUN_DATA_TOOLS } from "../tools/run-data";
 import type { CallContext, CompletionStatus, ConversationMessage, RemoteProgress, RunLimits, TurnContext, TurnOutcome, TurnToolCall, TurnUsage, WorkOutcome, WorkSpec } from "./types";
 
@@ -177,6 +177,8 @@ export interface MachineRun {
   status: RunStatus;
   agent: AgentRef;
   message: StoredMessage;
+  /** Earlier turns of the conversation, for the root step (RunInit.history). */
+  history?: HistoryTurn[];
   initiatedBy: string | null;
   userId?: string | null;
   nextStep: number;
@@ -211,6 +213,17 @@ export class RunMachine {
 
   steps(): StepRow[] {
     return this.h.sql.exec<StepRow>("SELECT * FROM steps ORDER BY created_at, id").toArray();
+  }
+
+  /**
+   * A step's conversation so far; before its first turn, what it starts from: for the root,
+   * the context's earlier turns (RunInit.history), then the step's input.
+   */
+  private conversation(step: StepRow): ConversationMessage[] {
+    const stored = JSON.parse(step.messages ?? "[]") as ConversationMessage[];
+    if (stored.length > 0) return stored;
+    const history = step.parent_id === null ? (this.h.run.history ?? []) : [];
+    return [...history.map((t): ConversationMessage => ({ role: t.role, content: t.text })), firstMessage(step, this.h.run.message)];
   }
 
   private count(): number {
@@ -291,7 +304,7 @@ export class RunMachine {
       attempt,
       agent,
       depth: step.depth,
-      messages: JSON.parse(step.messages ?? "[]") as ConversationMessage[],
+      messages: this.conversation(step),
       input: step.input ? (JSON.parse(step.input) as StoredMessage) : run.message,
       initiatedBy: run.initiatedBy,
       userId: run.userId ?? null,
@@ -308,8 +321,7 @@ export class RunMachine {
     if (!step || step.status !== "running" || step.queued_turn !== turn || TERMINAL_RUN_STATUSES.has(this.h.run.status)) return false;
     const now = this.h.now();
     const agent = (JSON.parse(step.agent) as AgentRef).name;
-    const messages = JSON.parse(step.messages ?? "[]") as ConversationMessage[];
-    if (messages.length === 0) messages.push(firstMessage(step, this.h.run.message));
+    const messages = this.conversation(step);
     messages.push(outcome.assistant);
     const usage = { ...addUsage(step.usage, outcome.usage), maxIterations };
     this.h.emit("model.turn", stepId, {
