@@ -40,8 +40,11 @@ const MISSING_UUID = "00000000-0000-4000-8000-000000000000";
 interface RouteCase {
   method: string;
   pattern: string;
-  /** Public or non-org routes: not subject to org credentials. */
-  kind: "org" | "public";
+  /**
+   * Public or non-org routes: not subject to org credentials. Discovery routes: an org's,
+   * public without a credential, authenticated with one (or when the org requires it).
+   */
+  kind: "org" | "public" | "discovery";
   other?: () => string;
   missing?: () => string;
   body?: () => unknown;
@@ -59,23 +62,27 @@ const ROUTES: RouteCase[] = [
   // Local benchmarks only (SHAMAN_ENV=development and SHAMAN_DEV_BENCH=true): reads no org data; test/dev-bench.test.ts.
   { method: "POST", pattern: "/_dev/bench/mcp", kind: "public" },
   { method: "POST", pattern: "/_admin/bootstrap", kind: "public" },
+  // Discovery: public without a credential (src/a2a/cards.ts), authenticated with one or when the org requires it.
   {
     method: "GET",
     pattern: "/a2a/agents",
-    kind: "org",
+    kind: "discovery",
     leaks: () => ["BetaOnly", fx.b.repository.id],
   },
+  { method: "GET", pattern: "/.well-known/agents.json", kind: "discovery", leaks: () => ["BetaOnly", fx.b.repository.id] },
+  // A's default agent is ProcessInvoice, B's is BetaOnly.
+  { method: "GET", pattern: "/.well-known/agent-card.json", kind: "discovery", leaks: () => ["BetaOnly", "iso-b"] },
   {
     method: "GET",
     pattern: "/a2a/agents/:name/.well-known/agent-card.json",
-    kind: "org",
+    kind: "discovery",
     other: () => "/a2a/agents/BetaOnly/.well-known/agent-card.json",
     missing: () => "/a2a/agents/NoSuchAgent/.well-known/agent-card.json",
   },
   {
     method: "GET",
     pattern: "/a2a/agents/:repo/:name/.well-known/agent-card.json",
-    kind: "org",
+    kind: "discovery",
     other: () => "/a2a/agents/demo/BetaOnly/.well-known/agent-card.json",
     missing: () => "/a2a/agents/demo/NoSuchAgent/.well-known/agent-card.json",
   },
@@ -95,6 +102,8 @@ const ROUTES: RouteCase[] = [
     missing: () => "/a2a/agents/demo/NoSuchAgent",
     body: () => sendMessage("hello"),
   },
+  // The A2A HTTP+JSON binding (src/a2a/rest.ts), under both agent name forms.
+  ...a2aRestRoutes(),
   { method: "GET", pattern: "/runs/:runId", kind: "org", other: () => `/runs/${fx.bRun}`, missing: () => `/runs/${MISSING_UUID}` },
   { method: "POST", pattern: "/runs/:runId/cancel", kind: "org", other: () => `/runs/${fx.bRun}/cancel`, missing: () => `/runs/${MISSING_UUID}/cancel`, body: () => ({}) },
   {
@@ -166,6 +175,8 @@ const ROUTES: RouteCase[] = [
   { method: "DELETE", pattern: "/settings/budget", kind: "org" },
   { method: "GET", pattern: "/settings/models", kind: "org", leaks: () => ["beta-only-alias", "claude-beta-model"] },
   { method: "PUT", pattern: "/settings/models", kind: "org", body: () => ({ aliases: { fast: "offline:fast" } }) },
+  { method: "GET", pattern: "/settings/discovery", kind: "org", leaks: () => ["BetaOnly"] },
+  { method: "PUT", pattern: "/settings/discovery", kind: "org", body: () => ({ defaultAgent: "ProcessInvoice" }) },
   {
     method: "POST",
     pattern: "/webhooks/git/:repositoryId",
@@ -177,6 +188,30 @@ const ROUTES: RouteCase[] = [
 ];
 
 /** A request to an org route with a chosen credential (`null`: none). */
+/**
+ * The HTTP+JSON routes of an agent: another org's agent (BetaOnly) or task (B's run, through
+ * A's own agent) answers exactly like a missing one.
+ */
+function a2aRestRoutes(): RouteCase[] {
+  const out: RouteCase[] = [];
+  for (const [base, prefix] of [["/a2a/agents/:name", "/a2a/agents/"], ["/a2a/agents/:repo/:name", "/a2a/agents/demo/"]] as const) {
+    const agent = (name: string) => `${prefix}${name}`;
+    const task = (id: string) => `${prefix}ProcessInvoice/tasks/${id}`;
+    out.push(
+      { method: "POST", pattern: `${base}/:action{message:(?:send|stream)}`, kind: "org", other: () => `${agent("BetaOnly")}/message:send`, missing: () => `${agent("NoSuchAgent")}/message:send`, body: () => sendMessage("hello").params },
+      { method: "GET", pattern: `${base}/tasks`, kind: "org", other: () => `${agent("BetaOnly")}/tasks`, missing: () => `${agent("NoSuchAgent")}/tasks` },
+      { method: "GET", pattern: `${base}/tasks/:task`, kind: "org", other: () => task(fx.bRun), missing: () => task(MISSING_UUID) },
+      { method: "POST", pattern: `${base}/tasks/:task`, kind: "org", other: () => `${task(fx.bRun)}:cancel`, missing: () => `${task(MISSING_UUID)}:cancel`, body: () => ({}) },
+      { method: "POST", pattern: `${base}/tasks/:task/pushNotificationConfigs`, kind: "org", other: () => `${task(fx.bRun)}/pushNotificationConfigs`, missing: () => `${task(MISSING_UUID)}/pushNotificationConfigs`, body: () => ({ url: "https://push.example.com/hook" }) },
+      { method: "GET", pattern: `${base}/tasks/:task/pushNotificationConfigs`, kind: "org", other: () => `${task(fx.bRun)}/pushNotificationConfigs`, missing: () => `${task(MISSING_UUID)}/pushNotificationConfigs` },
+      { method: "GET", pattern: `${base}/tasks/:task/pushNotificationConfigs/:config`, kind: "org", other: () => `${task(fx.bRun)}/pushNotificationConfigs/c1`, missing: () => `${task(MISSING_UUID)}/pushNotificationConfigs/c1` },
+      { method: "DELETE", pattern: `${base}/tasks/:task/pushNotificationConfigs/:config`, kind: "org", other: () => `${task(fx.bRun)}/pushNotificationConfigs/c1`, missing: () => `${task(MISSING_UUID)}/pushNotificationConfigs/c1` },
+      { method: "GET", pattern: `${base}/extendedAgentCard`, kind: "org", other: () => `${agent("BetaOnly")}/extendedAgentCard`, missing: () => `${agent("NoSuchAgent")}/extendedAgentCard` },
+    );
+  }
+  return out;
+}
+
 function call(slug: string, route: RouteCase, path: string, auth: Record<string, string> | null): Promise<Response> {
   const headers: Record<string, string> = { "A2A-Version": "1.0", ...(auth ?? { authorization: "" }) };
   if (route.websocket) headers.upgrade = "websocket";
@@ -255,6 +290,10 @@ beforeAll(async () => {
   expect(partner.status).toBe(200);
   const models = await orgFetch(B, "/settings/models", { method: "PUT", headers: { "content-type": "application/json" }, body: json({ aliases: { "beta-only-alias": "anthropic:claude-beta-model" } }) });
   expect(models.status).toBe(200);
+  const discovery = (slug: string, defaultAgent: string) =>
+    orgFetch(slug, "/settings/discovery", { method: "PUT", headers: { "content-type": "application/json" }, body: json({ defaultAgent }) });
+  expect((await discovery(A, "ProcessInvoice")).status).toBe(200);
+  expect((await discovery(B, "BetaOnly")).status).toBe(200);
   const scopeA = (await orgBySlug(db(env), A))!;
   const expired = await createApiKey(db(env), scopeA, { name: "expired", permissions: [{ resource: "/*", action: "*" }], expiresAt: Date.now() - 1000 });
   const revokedRes = await orgFetch(A, "/api-keys", {
@@ -290,7 +329,9 @@ describe("route coverage", () => {
   });
 });
 
-const orgRoutes = ROUTES.filter((r) => r.kind === "org");
+/** Routes of an org (discovery included): with a credential they are all authenticated. */
+const orgRoutes = ROUTES.filter((r) => r.kind !== "public");
+const discoveryRoutes = ROUTES.filter((r) => r.kind === "discovery");
 
 describe("another org's resources answer exactly like missing ones", () => {
   for (const route of orgRoutes.filter((r) => r.other)) {
@@ -362,6 +403,8 @@ describe("credentials", () => {
     it(`${route.method} ${route.pattern} refuses bad credentials with 401`, async () => {
       const path = samplePath(route);
       for (const [label, auth] of cases) {
+        // Without a credential, discovery is public (tested below).
+        if (route.kind === "discovery" && label === "none") continue;
         const res = await call(A, route, path, auth());
         expect(res.status, label).toBe(401);
         expect(res.headers.get("content-type"), label).toContain("application/problem+json");
@@ -376,6 +419,58 @@ describe("credentials", () => {
       const forgedOnB = await observable(await call(B, route, path, bearer(forged)));
       expect(aKeyOnB.status).toBe(401);
       expect(aKeyOnB).toEqual(forgedOnB);
+    });
+  }
+});
+
+describe("discovery without a credential", () => {
+  for (const route of discoveryRoutes.filter((r) => r.other)) {
+    it(`${route.method} ${route.pattern}: another org's agent answers exactly like a missing one`, async () => {
+      const other = await observable(await call(A, route, route.other!(), null));
+      const missing = await observable(await call(A, route, route.missing!(), null));
+      expect(other.status).toBe(404);
+      expect(asMissing(other)).toEqual(missing);
+    });
+  }
+
+  for (const route of discoveryRoutes.filter((r) => r.leaks)) {
+    it(`${route.method} ${route.pattern} shows nothing of the other org`, async () => {
+      const res = await call(A, route, route.pattern, null);
+      expect(res.status).toBe(200);
+      expect(res.headers.get("cache-control")).toMatch(/^public\b/);
+      const text = await res.text();
+      for (const secret of route.leaks!()) expect(text).not.toContain(secret);
+    });
+  }
+});
+
+describe("discovery when the org requires a credential", () => {
+  const put = (requireCredentialForCards: boolean) =>
+    orgFetch(A, "/settings/discovery", { method: "PUT", headers: { "content-type": "application/json" }, body: json({ requireCredentialForCards, defaultAgent: "ProcessInvoice" }) });
+  beforeAll(async () => {
+    expect((await put(true)).status).toBe(200);
+    return async () => {
+      expect((await put(false)).status).toBe(200);
+    };
+  });
+
+  for (const route of discoveryRoutes) {
+    it(`${route.method} ${route.pattern} refuses a missing or bad credential with 401`, async () => {
+      const path = route.other ? route.missing!() : route.pattern;
+      for (const [label, auth] of [
+        ["none", null],
+        ["forged API key", bearer("shk_AAAAAAAAAAAA_BBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB")],
+        ["org B's key", bearer(keyOf(B)!)],
+      ] as const) {
+        const res = await call(A, route, path, auth);
+        expect(res.status, label).toBe(401);
+        expect(res.headers.get("content-type"), label).toContain("application/problem+json");
+      }
+      if (route.other) {
+        const other = await observable(await call(A, route, route.other(), bearer(keyOf(A)!)));
+        const missing = await observable(await call(A, route, route.missing!(), bearer(keyOf(A)!)));
+        expect(asMissing(other)).toEqual(missing);
+      }
     });
   }
 });

@@ -25,6 +25,7 @@ import { repositoryRoutes } from "../src/api/repositories";
 import { webhookRoutes } from "../src/repos/webhooks";
 import { secretRoutes } from "../src/api/secrets";
 import { usageRoutes, usageSettingsRoutes } from "../src/api/usage";
+import { discoverySettingsRoutes } from "../src/api/discovery-settings";
 import { auditRequest } from "../src/audit/http";
 import { recordAnonymousDenial } from "../src/audit/denials";
 
@@ -85,9 +86,11 @@ export function createApp(): Hono<AppEnv> {
   // Per client address, before any credential is looked at (Kratos, D1): floods of bad
   // credentials stop here, in a bucket that is not the org's.
   org.use(clientRateLimit());
+  // Discovery (agent cards, the root card, the directory) is public unless the caller brings
+  // a credential or the org requires one: it authenticates itself then (src/a2a/cards.ts).
+  org.route("/", cardRoutes);
   org.use(authenticate());
   org.use(rateLimit());
-  org.route("/a2a", cardRoutes);
   org.route("/a2a", a2aRoutes);
   org.route("/runs", runRoutes);
   org.route("/api-keys", apiKeyRoutes);
@@ -99,6 +102,7 @@ export function createApp(): Hono<AppEnv> {
   org.route("/usage", usageRoutes);
   org.route("/settings", usageSettingsRoutes);
   org.route("/settings/models", modelSettingsRoutes);
+  org.route("/settings/discovery", discoverySettingsRoutes);
 
   app.route("/_org/:org", org);
   app.route("/", org);
