@@ -104,12 +104,12 @@ describe("bad input on the A2A endpoint", () => {
     expect(batch.body.error.code).toBe(-32600);
   });
 
-  it("unknown method → -32601; known but unsupported → -32004", async () => {
+  it("unknown method → -32601; a served method without its params → -32602", async () => {
     await seeded;
     const r = await rpc("routing", "ProcessInvoice", { jsonrpc: "2.0", id: "a", method: "DoMagic", params: {} });
     expect(r.body).toMatchObject({ id: "a", error: { code: -32601 } });
     const s = await rpc("routing", "ProcessInvoice", { jsonrpc: "2.0", id: "b", method: "ListTaskPushNotificationConfigs", params: {} });
-    expect(s.body).toMatchObject({ id: "b", error: { code: -32004 } });
+    expect(s.body).toMatchObject({ id: "b", error: { code: -32602 } });
   });
 
   it("invalid params → -32602 with the failing field", async () => {

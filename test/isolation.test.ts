@@ -102,6 +102,8 @@ const ROUTES: RouteCase[] = [
     missing: () => "/a2a/agents/demo/NoSuchAgent",
     body: () => sendMessage("hello"),
   },
+  // The A2A HTTP+JSON binding (src/a2a/rest.ts), under both agent name forms.
+  ...a2aRestRoutes(),
   { method: "GET", pattern: "/runs/:runId", kind: "org", other: () => `/runs/${fx.bRun}`, missing: () => `/runs/${MISSING_UUID}` },
   { method: "POST", pattern: "/runs/:runId/cancel", kind: "org", other: () => `/runs/${fx.bRun}/cancel`, missing: () => `/runs/${MISSING_UUID}/cancel`, body: () => ({}) },
   {
@@ -186,6 +188,30 @@ const ROUTES: RouteCase[] = [
 ];
 
 /** A request to an org route with a chosen credential (`null`: none). */
+/**
+ * The HTTP+JSON routes of an agent: another org's agent (BetaOnly) or task (B's run, through
+ * A's own agent) answers exactly like a missing one.
+ */
+function a2aRestRoutes(): RouteCase[] {
+  const out: RouteCase[] = [];
+  for (const [base, prefix] of [["/a2a/agents/:name", "/a2a/agents/"], ["/a2a/agents/:repo/:name", "/a2a/agents/demo/"]] as const) {
+    const agent = (name: string) => `${prefix}${name}`;
+    const task = (id: string) => `${prefix}ProcessInvoice/tasks/${id}`;
+    out.push(
+      { method: "POST", pattern: `${base}/:action{message:(?:send|stream)}`, kind: "org", other: () => `${agent("BetaOnly")}/message:send`, missing: () => `${agent("NoSuchAgent")}/message:send`, body: () => sendMessage("hello").params },
+      { method: "GET", pattern: `${base}/tasks`, kind: "org", other: () => `${agent("BetaOnly")}/tasks`, missing: () => `${agent("NoSuchAgent")}/tasks` },
+      { method: "GET", pattern: `${base}/tasks/:task`, kind: "org", other: () => task(fx.bRun), missing: () => task(MISSING_UUID) },
+      { method: "POST", pattern: `${base}/tasks/:task`, kind: "org", other: () => `${task(fx.bRun)}:cancel`, missing: () => `${task(MISSING_UUID)}:cancel`, body: () => ({}) },
+      { method: "POST", pattern: `${base}/tasks/:task/pushNotificationConfigs`, kind: "org", other: () => `${task(fx.bRun)}/pushNotificationConfigs`, missing: () => `${task(MISSING_UUID)}/pushNotificationConfigs`, body: () => ({ url: "https://push.example.com/hook" }) },
+      { method: "GET", pattern: `${base}/tasks/:task/pushNotificationConfigs`, kind: "org", other: () => `${task(fx.bRun)}/pushNotificationConfigs`, missing: () => `${task(MISSING_UUID)}/pushNotificationConfigs` },
+      { method: "GET", pattern: `${base}/tasks/:task/pushNotificationConfigs/:config`, kind: "org", other: () => `${task(fx.bRun)}/pushNotificationConfigs/c1`, missing: () => `${task(MISSING_UUID)}/pushNotificationConfigs/c1` },
+      { method: "DELETE", pattern: `${base}/tasks/:task/pushNotificationConfigs/:config`, kind: "org", other: () => `${task(fx.bRun)}/pushNotificationConfigs/c1`, missing: () => `${task(MISSING_UUID)}/pushNotificationConfigs/c1` },
+      { method: "GET", pattern: `${base}/extendedAgentCard`, kind: "org", other: () => `${agent("BetaOnly")}/extendedAgentCard`, missing: () => `${agent("NoSuchAgent")}/extendedAgentCard` },
+    );
+  }
+  return out;
+}
+
 function call(slug: string, route: RouteCase, path: string, auth: Record<string, string> | null): Promise<Response> {
   const headers: Record<string, string> = { "A2A-Version": "1.0", ...(auth ?? { authorization: "" }) };
   if (route.websocket) headers.upgrade = "websocket";

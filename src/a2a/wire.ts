@@ -97,12 +97,91 @@ export const GetTaskParams = z.object({
   metadata: Metadata,
 });
 
+/** A task id parameter (`CancelTask`, `SubscribeToTask`; v0.3 `tasks/cancel`, `tasks/resubscribe`). */
+export const TaskIdParams = z.object({
+  id: z.string().min(1).max(200),
+  tenant: z.string().optional(),
+  metadata: Metadata,
+});
+
+export const TASK_STATES_V1 = [
+  "TASK_STATE_SUBMITTED",
+  "TASK_STATE_WORKING",
+  "TASK_STATE_INPUT_REQUIRED",
+  "TASK_STATE_COMPLETED",
+  "TASK_STATE_FAILED",
+  "TASK_STATE_CANCELED",
+  "TASK_STATE_REJECTED",
+  "TASK_STATE_AUTH_REQUIRED",
+] as const;
+
+/**
+ * `ListTasks` params (spec §3.1.4): every field optional; `pageSize` 1–100 (default 50),
+ * `status` a task state (either version's spelling), `statusTimestampAfter` an RFC 3339
+ * time. The HTTP+JSON binding sends them as query strings: `coerce` turns those into
+ * numbers and booleans first, so both bindings are checked by the same schema.
+ */
+export const ListTasksParams = z
+  .object({
+    tenant: z.string().optional(),
+    contextId: z.string().min(1).max(200).optional(),
+    status: z
+      .enum([...TASK_STATES_V1, "submitted", "working", "input-required", "completed", "failed", "canceled", "rejected", "auth-required", "TASK_STATE_UNSPECIFIED"])
+      .optional(),
+    pageSize: z.number().int().min(1).max(100).optional(),
+    pageToken: z.string().max(500).optional(),
+    historyLength: z.number().int().min(0).optional(),
+    statusTimestampAfter: z.iso.datetime({ offset: true }).optional(),
+    includeArtifacts: z.boolean().optional(),
+    metadata: Metadata,
+  })
+  .strict();
+
+export type ListTasksRequest = z.infer<typeof ListTasksParams>;
+
+/** The run status a `ListTasks` status filter means (null: a state no run of Shaman is ever in). */
+export function runStatusOf(state: NonNullable<ListTasksRequest["status"]>): RunStatus | null | undefined {
+  switch (state) {
+    case "TASK_STATE_UNSPECIFIED":
+      return undefined;
+    case "TASK_STATE_SUBMITTED":
+    case "submitted":
+      return "submitted";
+    case "TASK_STATE_WORKING":
+    case "working":
+      return "working";
+    case "TASK_STATE_INPUT_REQUIRED":
+    case "input-required":
+      return "input_required";
+    case "TASK_STATE_COMPLETED":
+    case "completed":
+      return "completed";
+    case "TASK_STATE_FAILED":
+    case "failed":
+      return "failed";
+    case "TASK_STATE_CANCELED":
+    case "canceled":
+      return "canceled";
+    default:
+      return null;
+  }
+}
+
+/** The text of a message: its text parts, and its data parts as JSON, one per line. */
+export function messageText(m: StoredMessage): string {
+  return m.parts
+    .map((p) => (p.kind === "text" ? p.text : p.kind === "data" ? JSON.stringify(p.data) : p.url ? `[file ${p.filename ?? p.url}]` : `[file ${p.filename ?? "attached"}]`))
+    .join("\n");
+}
+
 export interface SendRequest {
   message: StoredMessage;
   contextId: string | undefined;
   taskId: string | undefined;
   returnImmediately: boolean;
   historyLength: number | undefined;
+  /** A push notification config given with the message (v1.0 `taskPushNotificationConfig`, v0.3 `pushNotificationConfig`). */
+  pushConfig?: unknown;
 }
 
 export type Normalised = { success: true; data: SendRequest } | { success: false; error: z.ZodError };
@@ -126,6 +205,7 @@ export function normaliseSend(dialect: Dialect, params: unknown): Normalised {
         taskId: m.taskId || undefined,
         returnImmediately: r.data.configuration?.returnImmediately ?? false,
         historyLength: r.data.configuration?.historyLength,
+        ...(r.data.configuration?.taskPushNotificationConfig != null ? { pushConfig: r.data.configuration.taskPushNotificationConfig } : {}),
       },
     };
   }
@@ -152,6 +232,7 @@ export function normaliseSend(dialect: Dialect, params: unknown): Normalised {
       // v0.3 clients wait unless they say otherwise.
       returnImmediately: r.data.configuration?.blocking === false,
       historyLength: r.data.configuration?.historyLength,
+      ...(r.data.configuration?.pushNotificationConfig != null ? { pushConfig: r.data.configuration.pushNotificationConfig } : {}),
     },
   };
 }
@@ -201,7 +282,7 @@ function renderMessage(dialect: Dialect, m: StoredMessage, taskId: string, conte
 }
 
 /** The A2A Task for a run, in the caller's dialect. */
-export function renderTask(dialect: Dialect, run: RunSnapshot, historyLength?: number): Record<string, unknown> {
+export function renderTask(dialect: Dialect, run: RunSnapshot, historyLength?: number, opts: { includeArtifacts?: boolean } = {}): Record<string, unknown> {
   const taskId = run.runId;
   const answer: StoredMessage | null =
     run.status === "completed" && run.output !== null
@@ -212,7 +293,7 @@ export function renderTask(dialect: Dialect, run: RunSnapshot, historyLength?: n
   let history = [run.message, ...(answer ? [answer] : [])];
   if (historyLength !== undefined) history = historyLength === 0 ? [] : history.slice(-historyLength);
   const artifacts =
-    run.status === "completed" && run.output !== null
+    opts.includeArtifacts !== false && run.status === "completed" && run.output !== null
       ? [
           {
             artifactId: `${taskId}-result`,

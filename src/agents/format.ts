@@ -147,6 +147,13 @@ export const AgentFrontmatter = z.object({
   tags: z.array(z.string()).default([]),
   maxIterations: z.number().int().positive().max(100).default(10),
   contextScope: z.string().optional(),
+  /**
+   * What a message to a context that already has a running task of this agent does (A2A):
+   * `parallel` starts another task beside it; `reject` refuses the message; `interrupt`
+   * cancels the running task(s), then starts. (`enqueue` is not offered: waiting for the
+   * running task to end would hold a worker.)
+   */
+  concurrency: z.enum(["parallel", "reject", "interrupt"]).default("parallel"),
   agentcard: z.record(z.string(), z.unknown()).optional(),
 });
 
