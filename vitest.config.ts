@@ -31,6 +31,9 @@ export default defineConfig(async () => {
             TEST_A2A_AGENT_URL: inject<string>("a2aAgentUrl"),
             TEST_MCP_EVERYTHING_URL: inject<string>("mcpEverythingUrl"),
             TEST_MCP_STATELESS_URL: inject<string>("mcpStatelessUrl"),
+            TEST_PUSH_URL: inject<string>("pushUrl"),
+            // A push the receiver never answers fails after this long (default 10 s).
+            PUSH_TIMEOUT_MS: "1500",
             SHAMAN_BOOTSTRAP_TOKEN: "test-bootstrap-token",
             // The tests run as local development (wrangler.toml's own vars are production's).
             ...LOCAL_VARS,

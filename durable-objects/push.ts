@@ -305,10 +305,15 @@ export class PushObject extends DurableObject<Env> implements PushRpc {
 
   /** The next alarm: the earliest due push, now if events wait, a poll while the task runs; none when done. */
   private async rearm(st: State, targets: DeliveryTarget[] | null): Promise<void> {
-    const next = this.sql.exec<{ t: number | null }>("SELECT min(next_at) AS t FROM queue").one().t;
+    // Each config waits on its queue head only (the pushes behind it wait their turn).
+    const next = this.sql
+      .exec<{ t: number | null }>(
+        "SELECT min(q.next_at) AS t FROM queue q JOIN (SELECT config_id, min(n) AS n FROM queue GROUP BY config_id) h ON q.config_id = h.config_id AND q.n = h.n",
+      )
+      .one().t;
     const pendingEvents = (this.sql.exec<{ c: number | null }>("SELECT min(cursor) AS c FROM cursors").one().c ?? Infinity) < st.knownSeq;
     const due: number[] = [];
-    if (next !== null) due.push(next);
+    if (next !== null) due.push(Math.max(next, Date.now()));
     if (pendingEvents) due.push(Date.now());
     if (!st.ended && (targets === null || targets.length > 0)) due.push(Date.now() + POLL_MS);
     if (st.ended && next === null) {

@@ -18,6 +18,8 @@ declare global {
       TEST_MCP_EVERYTHING_URL: string;
       /** The stateless 2026-07-28 MCP server (test/servers/mcp-stateless.ts). */
       TEST_MCP_STATELESS_URL: string;
+      /** The push notification receiver (test/servers/push-receiver.ts). */
+      TEST_PUSH_URL: string;
       /** JSON: wrangler.toml vars a deploy ships, `{ top, production }`. */
       TEST_DEPLOY_VARS: string;
     }
@@ -46,5 +48,7 @@ declare module "vitest" {
     mcpEverythingUrl: string;
     /** The stateless 2026-07-28 MCP server: MCP at …/mcp/<name>. */
     mcpStatelessUrl: string;
+    /** The push notification receiver (test/servers/push-receiver.ts). */
+    pushUrl: string;
   }
 }

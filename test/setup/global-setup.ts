@@ -11,6 +11,7 @@ import { startMcpEverything } from "../servers/mcp-everything";
 import { startMcpStateless } from "../servers/mcp-stateless";
 import { startOpenAICompatible } from "../servers/openai-compatible";
 import { startPermiso } from "../servers/permiso";
+import { startPushReceiver } from "../servers/push-receiver";
 
 /** The demo agent repository as `{ path: content }`, for tests (workerd has no filesystem). */
 function readTree(root: string): Record<string, string> {
@@ -48,7 +49,10 @@ export default async function setup(project: TestProject) {
   const [mcpEverything, mcpStateless] = await Promise.all([startMcpEverything(), startMcpStateless()]);
   project.provide("mcpEverythingUrl", mcpEverything.url);
   project.provide("mcpStatelessUrl", mcpStateless.url);
+  const pushReceiver = await startPushReceiver();
+  project.provide("pushUrl", pushReceiver.url);
   return async () => {
+    await pushReceiver.close();
     await mcpEverything.close();
     await mcpStateless.close();
     await a2aAgents.close();
