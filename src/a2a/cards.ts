@@ -120,7 +120,8 @@ async function directory(c: Context<AppEnv>): Promise<Response> {
   const visible = isAuthenticated(c) ? await Promise.all(all.map((a) => isAllowed(c, `/agents/${qualifiedName(a)}`, "read"))) : all.map(() => true);
   const agents = all.filter((_, i) => visible[i]);
   const defaultName = discoverySettingsOf(org).defaultAgent;
-  const defaultAgent = defaultName ? agents.find((a) => qualifiedName(a) === defaultName || (a.isRoot && a.name === defaultName)) : undefined;
+  const named = defaultName ? await findAgent(db(c.env), org, defaultName) : null;
+  const defaultAgent = named ? agents.find((a) => a.repositoryId === named.repositoryId && a.name === named.name) : undefined;
   return cacheable(c, {
     agents: agents.map((a) => ({
       name: qualifiedName(a),
