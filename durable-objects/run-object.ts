@@ -18,7 +18,7 @@ import { config } from "../src/config";
 import { db } from "../src/db/client";
 import { writeRunSummary, type RunSummary } from "../src/db/runs";
 import { AppError, problemResponse } from "../src/errors";
-import type { RunRpc } from "../src/runs/stub";
+import type { ModelDelta, RunRpc } from "../src/runs/stub";
 import { agentAudience, signInternalToken } from "../src/auth/internal-jwt";
 import { roundCost, RunMachine, STEP_COLUMNS_V2, WORK_SCHEMA, type MachineHost, type StepRow } from "../src/workflow/machine";
 import { DEFAULT_LIMITS, type CallContext, type RunLimits, type TurnContext, type TurnOutcome, type WorkOutcome } from "../src/workflow/types";
@@ -96,6 +96,17 @@ interface RunRecord extends RunInit {
 export const ORG_HEADER = "x-shaman-org-id";
 
 const REPLAY_PAGE = 500;
+/** A live event stream more than this many events behind is cut (its reader resumes from its last seq). */
+const STREAM_MAX_BACKLOG = 10_000;
+/** WebSocket tickets kept per run (the oldest go first). */
+const MAX_WS_TICKETS = 100;
+const TICKET_PREFIX = "wst:";
+
+/** A live `/stream` reader: NDJSON lines, one event each. */
+interface LiveStream {
+  controller: ReadableStreamDefaultController<Uint8Array>;
+}
+const encoder = new TextEncoder();
 /** A failed D1 write is tried again after 1 s, 2 s, 4 s, … at most 10 min apart, ~1 week in all. */
 const D1_RETRY_MAX_DELAY_MS = 10 * 60_000;
 const D1_MAX_FAILURES = 1_000;
@@ -112,6 +123,8 @@ export class RunObject extends DurableObject<Env> implements RunRpc {
   private readonly waiters = new Set<() => void>();
   /** The alarm this instance last set (undefined: not known, e.g. after a restart or once it fired). */
   private alarmAt: number | null | undefined = undefined;
+  /** Readers of `/stream` (the gateway's SSE subscribers): in memory, as an open fetch keeps the object alive. */
+  private readonly streams = new Set<LiveStream>();
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
@@ -218,6 +231,50 @@ export class RunObject extends DurableObject<Env> implements RunRpc {
     const effects = this.transition((m) => (answered = m.answerInput(requestId, answer)));
     await this.afterTransition(effects);
     return answered;
+  }
+
+  // ---- RPC: live streams ------------------------------------------------------------
+
+  /**
+   * Model text of a running turn, batched by the executor: one `model.delta` event. Refused
+   * (false) once the step is not running that turn any more (a late batch of a lost claim).
+   */
+  async appendDelta(orgId: string, stepId: string, delta: ModelDelta): Promise<boolean> {
+    if (!this.run || this.run.orgId !== orgId || TERMINAL_RUN_STATUSES.has(this.run.status)) return false;
+    const step = this.machine().step(stepId);
+    if (!step || step.status !== "running" || step.queued_turn !== delta.turn || step.attempts !== delta.attempt) return false;
+    const text = typeof delta.text === "string" ? delta.text.slice(0, 64 * 1024) : "";
+    this.append("model.delta", stepId, {
+      turn: delta.turn,
+      attempt: delta.attempt,
+      index: delta.index,
+      text,
+      ...(delta.last ? { last: true } : {}),
+    });
+    return true;
+  }
+
+  /**
+   * A WebSocket ticket for this run: random, single use, valid `ttlMs`. Only its SHA-256 is
+   * kept (in the object's storage, so a ticket is used once whichever gateway isolate sees it).
+   */
+  async issueWsTicket(orgId: string, ttlMs: number): Promise<{ ticket: string; expiresAt: number } | null> {
+    if (!this.run || this.run.orgId !== orgId) return null;
+    const kv = this.ctx.storage.kv;
+    const now = Date.now();
+    const held = [...kv.list<number>({ prefix: TICKET_PREFIX })];
+    let left = held.length;
+    for (const [key, expiresAt] of held) {
+      if (expiresAt <= now || left >= MAX_WS_TICKETS) {
+        kv.delete(key);
+        left--;
+      }
+    }
+    const bytes = crypto.getRandomValues(new Uint8Array(32));
+    const ticket = base64url(bytes);
+    const expiresAt = now + ttlMs;
+    kv.put(TICKET_PREFIX + (await sha256(ticket)), expiresAt);
+    return { ticket, expiresAt };
   }
 
   // ---- RPC: executor --------------------------------------------------------------
@@ -341,14 +398,28 @@ export class RunObject extends DurableObject<Env> implements RunRpc {
   }
 
 
-  // ---- WebSockets -----------------------------------------------------------------
+  // ---- WebSockets and streams --------------------------------------------------------
 
-  /** `GET /runs/{id}/ws?after=<seq>`: replays the log after `seq`, then streams live. */
+  /**
+   * `GET …/stream?after=<seq>&snapshot=1`: the gateway's live feed for SSE (NDJSON).
+   * `GET …/ws?after=<seq>` (any other path): a WebSocket. Both replay the log after `seq`,
+   * then stream live events, with nothing lost or sent twice between the two.
+   */
   override async fetch(request: Request): Promise<Response> {
     const requestId = request.headers.get("x-request-id") ?? "";
     const run = this.run;
     if (!run || run.orgId !== request.headers.get(ORG_HEADER)) {
       return problemResponse(new AppError("NOT_FOUND", "Run not found"), requestId);
+    }
+    if (new URL(request.url).pathname.endsWith("/stream")) return this.streamResponse(request, requestId);
+    // A browser's ticket (POST /runs/{id}/ws-ticket): used once, for this run only; a
+    // missing, expired or used one answers like a missing run.
+    const ticket = request.headers.get(TICKET_HEADER);
+    if (ticket !== null) {
+      const key = TICKET_PREFIX + (await sha256(ticket));
+      const expiresAt = this.ctx.storage.kv.get<number>(key);
+      if (expiresAt !== undefined) this.ctx.storage.kv.delete(key);
+      if (expiresAt === undefined || expiresAt <= Date.now()) return problemResponse(new AppError("NOT_FOUND", "Run not found"), requestId);
     }
     if (request.headers.get("upgrade")?.toLowerCase() !== "websocket") {
       return problemResponse(new AppError("BAD_REQUEST", "expected a WebSocket upgrade"), requestId, { upgrade: "websocket" });
@@ -370,7 +441,77 @@ export class RunObject extends DurableObject<Env> implements RunRpc {
       after = page[page.length - 1]?.seq ?? after;
     }
     if (TERMINAL_RUN_STATUSES.has(run.status)) server.close(1000, "run finished");
-    return new Response(null, { status: 101, webSocket: client });
+    // A ticket sent as a subprotocol (`shaman.ticket.<ticket>`) is the protocol chosen.
+    const protocol = request.headers.get(TICKET_PROTOCOL_HEADER);
+    return new Response(null, { status: 101, webSocket: client, ...(protocol ? { headers: { "sec-websocket-protocol": protocol } } : {}) });
+  }
+
+  /**
+   * The NDJSON feed behind SSE: optionally the snapshot first (`{"type":"snapshot",…}`),
+   * the events after `after` (default: the snapshot's last seq), a `{"type":"live"}` line,
+   * then each new event as it is appended. Replay and registration happen in one
+   * synchronous stretch, so the join is exact. Ends when the run finishes (or the reader
+   * falls too far behind: it resumes from its last seq).
+   */
+  private streamResponse(request: Request, requestId: string): Response {
+    const run = this.run!;
+    const params = new URL(request.url).searchParams;
+    const afterParam = params.get("after");
+    if (afterParam !== null && !/^\d{1,15}$/.test(afterParam)) {
+      return problemResponse(new AppError("BAD_REQUEST", "'after' must be a non-negative integer sequence number"), requestId);
+    }
+    const streams = this.streams;
+    let live: LiveStream | null = null;
+    const body = new ReadableStream<Uint8Array>(
+      {
+        start: (controller) => {
+          const line = (v: unknown) => controller.enqueue(encoder.encode(`${JSON.stringify(v)}\n`));
+          if (params.get("snapshot") === "1") line({ type: "snapshot", snapshot: this.snapshotOf(run) });
+          let after = afterParam === null ? this.lastSeq : Number(afterParam);
+          for (;;) {
+            const page = this.eventsAfter(after, REPLAY_PAGE);
+            for (const ev of page) line(ev);
+            if (page.length < REPLAY_PAGE) break;
+            after = page[page.length - 1]?.seq ?? after;
+          }
+          line({ type: "live" });
+          if (TERMINAL_RUN_STATUSES.has(run.status)) controller.close();
+          else streams.add((live = { controller }));
+        },
+        cancel: () => {
+          if (live) streams.delete(live);
+        },
+      },
+      { highWaterMark: 0 },
+    );
+    return new Response(body, { headers: { "content-type": "application/x-ndjson", "cache-control": "no-store" } });
+  }
+
+  /** Hands an event to every live stream; a reader too far behind is cut (it resumes from its last seq). */
+  private feedStreams(frame: Uint8Array): void {
+    for (const s of this.streams) {
+      try {
+        if ((s.controller.desiredSize ?? 0) < -STREAM_MAX_BACKLOG) {
+          this.streams.delete(s);
+          s.controller.close();
+          continue;
+        }
+        s.controller.enqueue(frame);
+      } catch {
+        this.streams.delete(s); // closed or errored by its reader
+      }
+    }
+  }
+
+  private closeStreams(): void {
+    for (const s of this.streams) {
+      try {
+        s.controller.close();
+      } catch {
+        // already closed
+      }
+    }
+    this.streams.clear();
   }
 
   override async webSocketMessage(ws: WebSocket, message: string | ArrayBuffer): Promise<void> {
@@ -405,7 +546,8 @@ export class RunObject extends DurableObject<Env> implements RunRpc {
         // A blocked SendMessage returns at an interruption too: the caller must answer.
         if (run.status === "input_required") this.wakeWaiters();
       },
-      emit: (type, stepId, data) => void this.append(type, stepId, data),
+      // A run waiting for a person says for what (the questions), so streams can show them.
+      emit: (type, stepId, data) => void this.append(type, stepId, type === "run.input_required" ? { ...data, inputs: this.machine().pendingInputs() as unknown as Json } : data),
       enqueue: (job) => void effects.jobs.push(job),
       settle: (status, output, error) => {
         this.settleRun(status, output, error);
@@ -491,7 +633,7 @@ export class RunObject extends DurableObject<Env> implements RunRpc {
     this.sql.exec("INSERT INTO events (seq, type, step_id, at, data) VALUES (?, ?, ?, ?, ?)", seq, type, stepId, at, JSON.stringify(data));
     const event: RunEvent = { seq, type, runId: this.run.runId, stepId, at: new Date(at).toISOString(), data: data as Record<string, Json> };
     const sockets = this.ctx.getWebSockets();
-    if (sockets.length) {
+    if (sockets.length || this.streams.size) {
       const frame = JSON.stringify(event);
       for (const ws of sockets) {
         try {
@@ -500,6 +642,7 @@ export class RunObject extends DurableObject<Env> implements RunRpc {
           // a socket that is closing; its close handler cleans up
         }
       }
+      if (this.streams.size) this.feedStreams(encoder.encode(`${frame}\n`));
     }
     return event;
   }
@@ -535,6 +678,7 @@ export class RunObject extends DurableObject<Env> implements RunRpc {
         // already closed
       }
     }
+    this.closeStreams();
     this.wakeWaiters();
   }
 
@@ -720,6 +864,20 @@ export class RunObject extends DurableObject<Env> implements RunRpc {
       inputs: TERMINAL_RUN_STATUSES.has(run.status) ? [] : this.machine().pendingInputs(),
     };
   }
+}
+
+/** Headers the gateway sets on a WebSocket request that came with a ticket (query or subprotocol). */
+export const TICKET_HEADER = "x-shaman-ws-ticket";
+export const TICKET_PROTOCOL_HEADER = "x-shaman-ws-protocol";
+
+async function sha256(text: string): Promise<string> {
+  return base64url(new Uint8Array(await crypto.subtle.digest("SHA-256", encoder.encode(text))));
+}
+
+function base64url(bytes: Uint8Array): string {
+  let bin = "";
+  for (const b of bytes) bin += String.fromCharCode(b);
+  return btoa(bin).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
 }
 
 /** Records written before the D1 fields existed: their row was written by the gateway. */

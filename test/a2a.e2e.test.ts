@@ -41,8 +41,15 @@ describe("SendMessage end to end", () => {
     const run = (await (await orgFetch("e2e", `/runs/${task.id}`)).json()) as any;
     expect(run).toMatchObject({ runId: task.id, status: "completed", output: answer });
     expect(run).not.toHaveProperty("orgId");
-    const { events } = (await (await orgFetch("e2e", `/runs/${task.id}/events?after=0`)).json()) as any;
-    expect(events.map((e: any) => e.seq)).toEqual(events.map((_: unknown, i: number) => i + 1));
+    const { events: all } = (await (await orgFetch("e2e", `/runs/${task.id}/events?after=0`)).json()) as any;
+    expect(all.map((e: any) => e.seq)).toEqual(all.map((_: unknown, i: number) => i + 1));
+    // each step's model text streamed as it was generated (model.delta), before its turn was recorded
+    for (const step of ["s2", "s3"]) {
+      const own = all.filter((e: any) => e.stepId === step).map((e: any) => e.type);
+      expect(own.indexOf("model.delta"), step).toBeGreaterThan(own.indexOf("step.started"));
+      expect(own.lastIndexOf("model.delta"), step).toBeLessThan(own.indexOf("model.turn"));
+    }
+    const events = all.filter((e: any) => e.type !== "model.delta");
     const pair = (e: any) => [e.type, e.stepId];
     // ProcessInvoice calls ValidateData and VendorCheck (its allowedAgents) in one turn: both
     // children are queued in the same transition, and the parent waits without holding a worker
@@ -317,7 +324,9 @@ describe("run WebSocket through the gateway", () => {
     if (!ws) throw new Error("no websocket");
     ws.accept();
     const { messages, closeCode } = await collect(ws);
-    expect(messages.map((m) => m.seq)).toEqual([2, 3, 4, 5, 6]);
+    expect(messages.map((m) => m.seq)).toEqual([2, 3, 4, 5, 6, 7]);
+    // the model's text as it streamed, then its turn
+    expect(messages.map((m) => m.type)).toEqual(["step.queued", "step.started", "model.delta", "model.turn", "step.completed", "run.completed"]);
     expect(messages.at(-1)).toMatchObject({ type: "run.completed", runId: task.id });
     expect(messages.at(-1).data.output).toContain("stream me");
     expect(closeCode).toBe(1000);

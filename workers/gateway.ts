@@ -16,6 +16,7 @@ import { resolveOrg } from "../src/http/org";
 import { jwksRoutes } from "../src/http/jwks";
 import { clientRateLimit, rateLimit } from "../src/http/rate-limit";
 import { runRoutes } from "../src/runs/routes";
+import { wsTicketRoutes } from "../src/runs/ws-ticket";
 import { apiKeyRoutes } from "../src/api/api-keys";
 import { auditRoutes } from "../src/api/audit";
 import { externalAgentRoutes } from "../src/api/external-agents";
@@ -89,6 +90,8 @@ export function createApp(): Hono<AppEnv> {
   // Discovery (agent cards, the root card, the directory) is public unless the caller brings
   // a credential or the org requires one: it authenticates itself then (src/a2a/cards.ts).
   org.route("/", cardRoutes);
+  // A browser's WebSocket with a run ticket (src/runs/ws-ticket.ts); without one it falls through.
+  org.route("/runs", wsTicketRoutes);
   org.use(authenticate());
   org.use(rateLimit());
   org.route("/a2a", a2aRoutes);

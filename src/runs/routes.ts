@@ -2,7 +2,11 @@
  * A run's live state and event stream, for the org that owns it:
  *   GET /runs/{id}                  the run: status, steps, output
  *   GET /runs/{id}/events?after=N   the event log after sequence N (JSON)
- *   GET /runs/{id}/ws?after=N       WebSocket: replay after N, then live events
+ *   GET /runs/{id}/ws?after=N       WebSocket: replay after N, then live events (every event:
+ *                                   steps, model text as it streams, tool calls, input, the run)
+ *   POST /runs/{id}/ws-ticket       a single-use ticket for the WebSocket, for browsers
+ *                                   (`?ticket=` or subprotocol `shaman.ticket.<ticket>`;
+ *                                   src/runs/ws-ticket.ts)
  *   POST /runs/{id}/input/{request} answer a pending request for input { answer, comment? }
  *   POST /runs/{id}/cancel          cancel the run and every unfinished step
  * Another org's run, or a malformed id, answers exactly like a missing run. The org's D1 row
@@ -10,7 +14,7 @@
  * costs the same one query as another org's and never creates an object.
  */
 import { Hono, type Context } from "hono";
-import { ORG_HEADER } from "../../durable-objects/run-object";
+import { ORG_HEADER, TICKET_HEADER, TICKET_PROTOCOL_HEADER } from "../../durable-objects/run-object";
 import { authorize } from "../auth/authorize";
 import { db } from "../db/client";
 import { getRun } from "../db/runs";
@@ -20,6 +24,7 @@ import { jsonBody } from "../http/body";
 import { z } from "zod";
 import type { AppEnv } from "../http/app-env";
 import { RUN_ID, runStub } from "./stub";
+import { TICKET_PROTOCOL_PREFIX, WS_TICKET_TTL_MS } from "./ws-ticket";
 
 export const runRoutes = new Hono<AppEnv>();
 
@@ -72,7 +77,32 @@ runRoutes.get("/:runId/ws", async (c) => {
   const headers = new Headers(c.req.raw.headers);
   headers.set(ORG_HEADER, c.get("org").orgId);
   headers.set("x-request-id", c.get("requestId"));
+  headers.delete(TICKET_HEADER);
+  headers.delete(TICKET_PROTOCOL_HEADER);
   return runStub(c.env, runId).fetch(new Request(c.req.raw.url, { method: "GET", headers }));
+});
+
+/**
+ * POST /runs/{id}/ws-ticket: a ticket for `GET /runs/{id}/ws?ticket=…` (or the subprotocol
+ * `shaman.ticket.<ticket>`), for callers that cannot send a credential on a WebSocket
+ * (browsers). Needs read on the run; single use; valid 60 s; this run only.
+ */
+runRoutes.post("/:runId/ws-ticket", async (c) => {
+  const runId = c.req.param("runId");
+  if (!RUN_ID.test(runId)) throw runNotFound();
+  await authorize(c, `/runs/${runId}`, "read");
+  await requireRunRow(c, runId);
+  const issued = await runStub(c.env, runId).issueWsTicket(c.get("org").orgId, WS_TICKET_TTL_MS);
+  if (!issued) throw runNotFound();
+  const url = new URL(c.req.url);
+  url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
+  url.pathname = url.pathname.replace(/\/ws-ticket$/, "/ws");
+  url.search = `?ticket=${issued.ticket}`;
+  return c.json(
+    { ticket: issued.ticket, expiresAt: new Date(issued.expiresAt).toISOString(), url: url.toString(), protocol: `${TICKET_PROTOCOL_PREFIX}${issued.ticket}` },
+    200,
+    { "cache-control": "no-store" },
+  );
 });
 
 const InputAnswer = z

@@ -21,7 +21,20 @@ export interface RunRpc {
   recordCall(orgId: string, stepId: string, turn: number, callId: string, outcome: WorkOutcome): Promise<boolean>;
   cancel(orgId: string, reason?: string): Promise<boolean | null>;
   answerInput(orgId: string, requestId: string, answer: Json): Promise<boolean | null>;
+  /** Streams model text of a running turn to subscribers (a `model.delta` event); false when the turn is no longer running. */
+  appendDelta(orgId: string, stepId: string, delta: ModelDelta): Promise<boolean>;
+  /** A single-use WebSocket ticket for this run (null: not this org's run). */
+  issueWsTicket(orgId: string, ttlMs: number): Promise<{ ticket: string; expiresAt: number } | null>;
   fetch(request: Request): Promise<Response>;
+}
+
+/** A batch of model text of one turn attempt; `index` counts the attempt's batches from 0, `last` marks the final one. */
+export interface ModelDelta {
+  turn: number;
+  attempt: number;
+  index: number;
+  text: string;
+  last?: boolean;
 }
 
 /** Run ids are UUIDs; anything else is not a run (and is answered like a missing one). */

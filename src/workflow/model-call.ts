@@ -7,11 +7,12 @@
  *    output it may produce, priced at the model's price) is reserved in the org's budget
  *    object for the month; a call that does not fit throws `BudgetExceededError` (not
  *    transient: the step fails with its message). Without a budget: no round trip at all.
- * 3. The call. When it throws, the reservation is released (settled at zero).
+ * 3. The call: streamed when the caller takes text as it is generated (`onTextDelta`), else
+ *    one `generateText`. When it throws, the reservation is released (settled at zero).
  * 4. The reservation is settled with what the provider reported, and one usage row is
  *    written (its id is the call's, so writing it again adds nothing).
  */
-import { generateText } from "ai";
+import { generateText, streamText } from "ai";
 import { db as dbOf } from "../db/client";
 import { AppError } from "../errors";
 import { BudgetExceededError, reserveBudget, settleBudget, type Reservation } from "../usage/budget";
@@ -22,7 +23,8 @@ import { orgUsageSettings } from "../usage/settings";
 import type { TurnContext, TurnUsage } from "./types";
 
 export type GenerateParams = Parameters<typeof generateText>[0];
-export type GenerateResult = Awaited<ReturnType<typeof generateText>>;
+/** What a call returns, streamed or not (the parts of `generateText`'s result the turn reads). */
+export type GenerateResult = Pick<Awaited<ReturnType<typeof generateText>>, "text" | "toolCalls" | "response" | "usage" | "totalUsage">;
 
 export interface ModelCallInput {
   env: Env;
@@ -38,6 +40,8 @@ export interface ModelCallInput {
    * turn's path. Without it the row is written before `callModel` returns.
    */
   recordUsage?: ((row: NewUsageRecord) => void) | undefined;
+  /** Takes the model's text as it is generated: the call is streamed (`streamText`). */
+  onTextDelta?: ((text: string) => void) | undefined;
 }
 
 export interface ModelCallOutput {
@@ -67,7 +71,7 @@ export async function callModel(input: ModelCallInput): Promise<ModelCallOutput>
 
   let result: GenerateResult;
   try {
-    result = await generateText(params);
+    result = input.onTextDelta ? await streamed(params, input.onTextDelta) : await generateText(params);
   } catch (err) {
     if (reservation) await settle(env, ctx.orgId, reservation, { tokens: 0, usd: 0 });
     throw err;
@@ -105,6 +109,26 @@ export async function callModel(input: ModelCallInput): Promise<ModelCallOutput>
         }),
   ]);
   return { result, usage };
+}
+
+/**
+ * One model call with `streamText`: text deltas go to `onTextDelta` as they arrive; the
+ * result has the same text, tool calls, response messages and usage as `generateText`'s.
+ * A provider error is thrown as the provider's own error (not the SDK's "no output"), so
+ * retries and the step's error read the same as with `generateText`.
+ */
+async function streamed(params: GenerateParams, onTextDelta: (text: string) => void): Promise<GenerateResult> {
+  let failure: { error: unknown } | null = null;
+  const r = streamText({ ...(params as Parameters<typeof streamText>[0]), onError: ({ error }) => void (failure ??= { error }) });
+  for await (const part of r.fullStream) {
+    if (part.type === "text-delta") {
+      if (part.text) onTextDelta(part.text);
+    } else if (part.type === "error") failure ??= { error: part.error };
+  }
+  const failed = failure as { error: unknown } | null;
+  if (failed) throw failed.error;
+  const [text, toolCalls, response, usage, totalUsage] = await Promise.all([r.text, r.toolCalls, r.response, r.usage, r.totalUsage]);
+  return { text, toolCalls, response, usage, totalUsage } as unknown as GenerateResult;
 }
 
 /** Settles a reservation, once more if the first try fails; a reservation left behind expires with its lease. */

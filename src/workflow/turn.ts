@@ -19,7 +19,7 @@ import type { OrgScope } from "../db/scope";
 import { AppError } from "../errors";
 import { resolveModel, type ModelConfig } from "../llm/registry";
 import type { Json } from "../runs/types";
-import { runStub } from "../runs/stub";
+import { runStub, type RunRpc } from "../runs/stub";
 import { checkToolArgs, platformTools, type CallableAgent } from "../tools/platform";
 import { messageText } from "./machine";
 import { callModel, type GenerateParams, type GenerateResult } from "./model-call";
@@ -135,6 +135,8 @@ export async function runTurn(
     const messages: ConversationMessage[] = ctx.messages.length > 0 ? ctx.messages : [{ role: "user", content: messageText(ctx.input) }];
     let result: GenerateResult;
     let usage: TurnUsage;
+    // The model's text goes to the run object as it is generated (batched), for live streams.
+    const deltas = new DeltaSink(run, ctx);
     try {
       ({ result, usage } = await callModel({
         env,
@@ -142,6 +144,7 @@ export async function runTurn(
         modelId: id,
         maxOutputTokens,
         recordUsage,
+        onTextDelta: (text) => deltas.push(text),
         params: {
           model,
           system: mcp.problems.length ? `${agent.systemPrompt}\n\n(Platform note: some of your tools are unavailable now: ${mcp.problems.join("; ")})` : agent.systemPrompt,
@@ -155,9 +158,12 @@ export async function runTurn(
         },
       }));
     } catch (err) {
+      await deltas.end();
       audit({ ...who, action: "model.call", resource: `/models/${id}`, outcome: "error", durationMs: Date.now() - started, input: { turn: ctx.turn }, error: errorText(err) });
       throw err;
     }
+    // Every batch lands before the turn is recorded: a stream shows the text, then the turn.
+    await deltas.end();
     audit({
       ...who,
       action: "model.call",
@@ -246,6 +252,59 @@ export async function runTurn(
       console.error(`executor: could not report failure of ${ctx.runId}/${ctx.stepId}: ${errorText(reportErr)}`);
     }
     return { orgId: ctx.orgId, retry: retrying };
+  }
+}
+
+/** How often the text of a turn goes to the run object: after this long, or this many characters. */
+export const DELTA_FLUSH_MS = 150;
+export const DELTA_FLUSH_CHARS = 2_048;
+
+/**
+ * Batches a turn's text deltas into `model.delta` events: a batch goes out `DELTA_FLUSH_MS`
+ * after its first character or when it holds `DELTA_FLUSH_CHARS`, one RPC at a time and in
+ * order; `end()` sends what is left, marked last. Best effort: a batch the run object
+ * refuses or that fails is dropped (the turn's recorded text is what counts).
+ */
+class DeltaSink {
+  private buffer = "";
+  private index = 0;
+  private timer: ReturnType<typeof setTimeout> | null = null;
+  private chain: Promise<unknown> = Promise.resolve();
+  private stopped = false;
+
+  constructor(
+    private readonly run: RunRpc,
+    private readonly ctx: TurnContext,
+  ) {}
+
+  push(text: string): void {
+    if (this.stopped) return;
+    this.buffer += text;
+    if (this.buffer.length >= DELTA_FLUSH_CHARS) this.flush(false);
+    else this.timer ??= setTimeout(() => this.flush(false), DELTA_FLUSH_MS);
+  }
+
+  /** Sends the rest (marked last, if any text was streamed) and waits for every batch. */
+  async end(): Promise<void> {
+    if (!this.stopped && (this.buffer || this.index > 0)) this.flush(true);
+    this.stopped = true;
+    await this.chain;
+  }
+
+  private flush(last: boolean): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+    if (this.stopped || (!this.buffer && !last)) return;
+    const delta = { turn: this.ctx.turn, attempt: this.ctx.attempt, index: this.index++, text: this.buffer, ...(last ? { last: true } : {}) };
+    this.buffer = "";
+    this.chain = this.chain.then(() =>
+      this.run.appendDelta(this.ctx.orgId, this.ctx.stepId, delta).then(
+        (ok) => {
+          if (!ok) this.stopped = true; // the turn is no longer this executor's
+        },
+        (err: unknown) => console.warn(`executor: a text batch of ${this.ctx.runId}/${this.ctx.stepId}#${this.ctx.turn} was not delivered: ${errorText(err)}`),
+      ),
+    );
   }
 }
 
