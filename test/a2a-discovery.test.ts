@@ -113,7 +113,8 @@ describe("a public card", () => {
 
   it("works for each credential the card names (a key, a session token header, the cookie) as the gateway reads them", async () => {
     // A credential is read, never ignored: a bad one is refused like on any org route.
-    for (const headers of [{ authorization: "Bearer shk_nope" }, { "x-session-token": "no-such-session" }, { cookie: "ory_kratos_session=forged" }]) {
+    const bad: Record<string, string>[] = [{ authorization: "Bearer shk_nope" }, { "x-session-token": "no-such-session" }, { cookie: "ory_kratos_session=forged" }];
+    for (const headers of bad) {
       expect((await anon("/a2a/agents/ProcessInvoice/.well-known/agent-card.json", headers)).status, JSON.stringify(headers)).toBe(401);
     }
     // An unrelated cookie is no credential: the card stays public.
