@@ -20,7 +20,7 @@ const agent = (name: string, prompt: string, extra = "") => `---\ndescription: $
 beforeAll(async () => {
   await seedOrg(ORG, {
     "Echo/prompt.md": agent("Echo", "Answer the request."),
-    "Other/prompt.md": agent("Other", "Answer the request."),
+    "Other/prompt.md": agent("Other", "Answer the request.", "agentcard:\n  extended: false\n"),
     "Asker/prompt.md": agent("Asker", APPROVAL),
     "Strict/prompt.md": agent("Strict", APPROVAL, "concurrency: reject\n"),
     "Interrupter/prompt.md": agent("Interrupter", APPROVAL, "concurrency: interrupt\n"),
@@ -46,7 +46,7 @@ async function client(agentName: string, binding: Binding, slug = ORG): Promise<
     return worker.fetch(new Request(req, { headers }));
   };
   const card = {
-    name: agentName,
+    name: `${agentName} (the test's card)`,
     description: agentName,
     version: "1",
     supportedInterfaces: [{ url, protocolBinding: binding, protocolVersion: "1.0", tenant: "" }],
@@ -298,11 +298,16 @@ describe("push configs and the extended card through the dispatcher", () => {
     expect(bad.body.error.code).toBe(-32602);
   });
 
-  it("GetExtendedAgentCard of an agent without one: -32007 / 400", async () => {
-    const r = await rpc(ORG, "Echo", { jsonrpc: "2.0", id: 1, method: "GetExtendedAgentCard", params: {} });
+  it("GetExtendedAgentCard: the card over both bindings; -32007 / 400 for an agent without one", async () => {
+    for (const binding of BINDINGS) {
+      const card = await (await client("Echo", binding)).getAgentCard(); // capabilities.extendedAgentCard: GetExtendedAgentCard
+      expect(card.name).toBe("Echo");
+    }
+    const r = await rpc(ORG, "Other", { jsonrpc: "2.0", id: 1, method: "GetExtendedAgentCard", params: {} });
     expect(r.body.error).toMatchObject({ code: -32007, data: [{ reason: "EXTENDED_AGENT_CARD_NOT_CONFIGURED", domain: "a2a-protocol.org" }] });
-    const res = await rest("Echo/extendedAgentCard");
+    const res = await rest("Other/extendedAgentCard");
     expect(res.status).toBe(400);
+    expect(await res.json()).toMatchObject({ error: { status: "FAILED_PRECONDITION", details: [{ reason: "EXTENDED_AGENT_CARD_NOT_CONFIGURED" }] } });
   });
 });
 

@@ -243,8 +243,8 @@ export async function sendMessage(call: A2ACall, params: unknown): Promise<unkno
 }
 
 export async function sendStreamingMessage(call: A2ACall, params: unknown): Promise<Response> {
-  const { snapshot } = await send(call, params, false);
-  return taskStream(call, snapshot.runId);
+  const { snapshot, historyLength } = await send(call, params, false);
+  return taskStream(call, snapshot.runId, snapshot, historyLength);
 }
 
 // ---- GetTask / ListTasks / CancelTask / SubscribeToTask ----------------------------------

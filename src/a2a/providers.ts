@@ -16,13 +16,11 @@ import {
   PushError,
   renderPushConfig,
 } from "../push";
-import { runStub } from "../runs/stub";
-import { TERMINAL_RUN_STATUSES } from "../runs/types";
+import type { RunSnapshot } from "../runs/types";
+import { extendedAgentCard } from "./cards";
 import { invalidParams, taskNotFound } from "./errors";
-import { rpcResult } from "./jsonrpc";
 import type { A2ACall } from "./methods";
-import { renderTask } from "./wire";
-import { config } from "../config";
+import { taskEventStream } from "./stream";
 
 function pushError(err: unknown): never {
   if (err instanceof PushError) {
@@ -55,37 +53,25 @@ export const pushMethods = {
   },
 };
 
-/**
- * The extended card of an agent for an authenticated caller (null: the agent has none).
- * TEMPORARY until ./cards.ts exports `extendedAgentCard`: none.
- */
-export async function extendedCardFor(_c: Context<AppEnv>, _agent: AgentIndexEntry): Promise<Record<string, unknown> | null> {
-  return null;
+/** The extended card of an agent for an authenticated caller (null: the agent has none → -32007). */
+export function extendedCardFor(c: Context<AppEnv>, agent: AgentIndexEntry): Promise<Record<string, unknown> | null> {
+  return extendedAgentCard(c, agent);
 }
 
 /**
- * A task's event stream (SSE): the Task first, then its updates, closing at a terminal or
- * interrupted state. TEMPORARY until ./stream.ts (`taskEventStream`) lands: the Task now
- * and, once it ends or needs input, the Task again.
+ * A task's event stream (SSE, ./stream.ts): the Task first (`snapshot` when the caller has
+ * it, e.g. the one a streaming send's start returned), then its updates, closing at a
+ * terminal or interrupted state; with `Last-Event-ID`, the events after it instead.
  */
-export async function taskStream(call: A2ACall, runId: string): Promise<Response> {
-  const { c, dialect } = call;
-  const orgId = c.get("org").orgId;
-  const stub = runStub(c.env, runId);
-  const frame = (v: unknown) => `data: ${JSON.stringify(call.binding === "jsonrpc" ? rpcResult(call.rpcId ?? null, v) : v)}\n\n`;
-  const wrap = (task: Record<string, unknown>) => (dialect === "1.0" ? { task } : task);
-  const first = await stub.snapshot(orgId);
-  if (!first) throw taskNotFound();
-  const body = new ReadableStream<Uint8Array>({
-    async start(controller) {
-      const enc = new TextEncoder();
-      controller.enqueue(enc.encode(frame(wrap(renderTask(dialect, first)))));
-      if (!TERMINAL_RUN_STATUSES.has(first.status) && first.status !== "input_required") {
-        const last = await stub.wait(orgId, config(c.env).runWaitTimeoutMs);
-        if (last) controller.enqueue(enc.encode(frame(wrap(renderTask(dialect, last)))));
-      }
-      controller.close();
-    },
+export function taskStream(call: A2ACall, runId: string, snapshot?: RunSnapshot, historyLength?: number): Promise<Response> {
+  return taskEventStream(call.c, {
+    runId,
+    orgId: call.c.get("org").orgId,
+    dialect: call.dialect,
+    binding: call.binding,
+    ...(call.rpcId !== undefined ? { rpcId: call.rpcId } : {}),
+    ...(call.lastEventId !== undefined ? { lastEventId: call.lastEventId } : {}),
+    ...(snapshot ? { snapshot } : {}),
+    ...(historyLength !== undefined ? { historyLength } : {}),
   });
-  return new Response(body, { headers: { "content-type": "text/event-stream", "cache-control": "no-cache" } });
 }
