@@ -87,6 +87,8 @@ export function restStatusOf(err: JsonRpcError): number {
       return err.httpStatus >= 400 ? err.httpStatus : 403;
     case JSONRPC.INTERNAL_ERROR:
       return 500;
+    case -32040: // the org's monthly budget is used up (src/usage/budget.ts)
+      return 402;
     default:
       return err.httpStatus >= 400 ? err.httpStatus : 400;
   }
