@@ -38,9 +38,11 @@ beforeAll(async () => {
 const LONG = Array.from({ length: 4 }, (_, i) => `Line ${i}: ${"lorem ipsum ".repeat(125)}`).join("\n");
 
 // ---- the endpoints under test ------------------------------------------------------------
-// The A2A routes (G) call `taskEventStream` for the streaming methods; this small app calls it
-// the same way so the stream is tested on its own: the task is started through the real
-// SendMessage (returnImmediately) and streamed from the snapshot that start returned.
+// The real A2A routes (src/a2a/routes.ts, rest.ts) call `taskEventStream` for the streaming
+// methods. SubscribeToTask there refuses a finished task even with Last-Event-ID, so resuming
+// after the end of a run is tested on `taskEventStream` itself, through this small app that
+// calls it as the routes do (the task started through the real SendMessage, returnImmediately,
+// and streamed from the snapshot that start returned).
 
 const streams = new Hono<AppEnv>();
 streams.onError((err, c) => (err instanceof JsonRpcError ? c.json({ error: { code: err.code, message: err.message } }, 404) : c.text(String(err), 500)));
@@ -79,12 +81,14 @@ streams.all("*", async (c) => {
   if (sub) return taskEventStream(c, { ...base, runId: sub[1]! });
   return c.text("no", 404);
 });
-const target = async (req: Request): Promise<Response> => streams.fetch(req, env);
+type Target = (req: Request) => Promise<Response>;
+const small: Target = async (req) => streams.fetch(req, env);
+const real: Target = async (req) => worker.fetch(req);
 
 type Binding = "JSONRPC" | "HTTP+JSON";
 const BINDINGS: Binding[] = ["JSONRPC", "HTTP+JSON"];
 
-async function client(agentName: string, binding: Binding): Promise<Client> {
+async function client(agentName: string, binding: Binding, target: Target = real): Promise<Client> {
   const url = `http://${ORG}.localhost/a2a/agents/${agentName}`;
   const fetchImpl: typeof fetch = (input, init) => {
     const req = new Request(input, init);
@@ -162,7 +166,7 @@ async function readSse(res: Response, stopAfter = Infinity): Promise<{ events: S
   }
 }
 
-const rest = (path: string, body: unknown, headers: Record<string, string> = {}) =>
+const rest = (path: string, body: unknown, headers: Record<string, string> = {}, target: Target = real) =>
   target(
     new Request(`http://${ORG}.localhost/a2a/agents${path}`, {
       method: "POST",
@@ -202,7 +206,7 @@ describe("SendStreamingMessage (SDK client)", () => {
   }
 
   it("v0.3 (message/stream): kind-tagged events, final on the last status", async () => {
-    const res = await target(
+    const res = await real(
       new Request(`http://${ORG}.localhost/a2a/agents/Echo`, {
         method: "POST",
         headers: { "content-type": "application/json", authorization: `Bearer ${keyOf(ORG)}` },
@@ -271,7 +275,7 @@ describe("SubscribeToTask and Last-Event-ID", () => {
     expect(resumed.ended).toBe(true);
     expect(kindOf(resumed.events[0]!.data)).not.toBe("task"); // a resumed stream goes on where it was
     // the reference: everything after the Task's seq, replayed once the run is over
-    const reference = await readSse(await rest(`/Slow/tasks/${id}:subscribe`, {}, { "last-event-id": first.events[0]!.id! }));
+    const reference = await readSse(await rest(`/Slow/tasks/${id}:subscribe`, {}, { "last-event-id": first.events[0]!.id! }, small));
     const joined = [...first.events.slice(1), ...resumed.events];
     expect(joined.map((e) => e.id)).toEqual(reference.events.map((e) => e.id));
     expect(joined.map((e) => e.data)).toEqual(reference.events.map((e) => e.data));
@@ -283,7 +287,7 @@ describe("SubscribeToTask and Last-Event-ID", () => {
   it("Last-Event-ID 0 replays the whole life of a finished run", async () => {
     const done = await rpc(ORG, "Echo", sendMessage("replay me"));
     const id = done.body.result.task.id as string;
-    const { events, ended } = await readSse(await rest(`/Echo/tasks/${id}:subscribe`, {}, { "last-event-id": "0" }));
+    const { events, ended } = await readSse(await rest(`/Echo/tasks/${id}:subscribe`, {}, { "last-event-id": "0" }, small));
     expect(ended).toBe(true);
     const states = events.filter((e) => e.data.statusUpdate).map((e) => e.data.statusUpdate.status.state);
     expect(states).toEqual(["TASK_STATE_WORKING", "TASK_STATE_COMPLETED"]);
@@ -304,27 +308,25 @@ describe("SubscribeToTask and Last-Event-ID", () => {
     // answered through the run API; the client comes back with its last id
     const answered = await orgFetch(ORG, `/runs/${id}/input/${request.requestId}`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ answer: "approved" }) });
     expect(answered.status).toBe(200);
-    const resumed = await readSse(await rest(`/Asker/tasks/${id}:subscribe`, {}, { "last-event-id": events.at(-1)!.id! }));
+    const resumed = await readSse(await rest(`/Asker/tasks/${id}:subscribe`, {}, { "last-event-id": events.at(-1)!.id! }, small));
     const states = resumed.events.filter((e) => e.data.statusUpdate).map((e) => e.data.statusUpdate.status.state);
     expect(states[0]).toBe("TASK_STATE_WORKING");
     expect(states.at(-1)).toBe("TASK_STATE_COMPLETED");
     // a subscriber that missed the question (resuming from before it) stops at it, like the original stream
-    const before = await readSse(await rest(`/Asker/tasks/${id}:subscribe`, {}, { "last-event-id": events[0]!.id! }));
+    const before = await readSse(await rest(`/Asker/tasks/${id}:subscribe`, {}, { "last-event-id": events[0]!.id! }, small));
     expect(before.events.map((e) => e.id)).toEqual([...events.slice(1), ...resumed.events].map((e) => e.id));
   });
 
   it("another org's task is not found", async () => {
     const theirs = await rpc(OTHER, "Echo", sendMessage("mine"));
     const id = theirs.body.result.task.id as string;
-    const res = await target(
-      new Request(`http://${ORG}.localhost/a2a/agents/Echo`, {
-        method: "POST",
-        headers: { "content-type": "application/json" },
-        body: JSON.stringify({ jsonrpc: "2.0", id: 1, method: "SubscribeToTask", params: { id } }),
-      }),
-    );
-    expect(res.status).toBe(404);
-    expect(((await res.json()) as any).error.code).toBe(-32001); // TaskNotFound, before any stream is opened
+    const body = { jsonrpc: "2.0", id: 1, method: "SubscribeToTask", params: { id } };
+    // the stream itself refuses it (before any stream is opened) …
+    const direct = await small(new Request(`http://${ORG}.localhost/a2a/agents/Echo`, { method: "POST", body: JSON.stringify(body) }));
+    expect(((await direct.json()) as any).error.code).toBe(-32001);
+    // … and so does the route, with a Last-Event-ID too
+    const viaRoute = await rpc(ORG, "Echo", body, { "A2A-Version": "1.0", "Last-Event-ID": "0" });
+    expect(viaRoute.body.error.code).toBe(-32001);
   });
 });
 
