@@ -24,9 +24,13 @@
 //       JSON-RPC tools/call from inside the Worker (mcp_router_ratio), on a 2025 session
 //       server and a stateless 2026-07-28 one; the cost of a tool call in a run
 //       (tool_run_20_ms, tool_run_0_ms, ms_per_tool_call).
+//   (i), (j) live streams (issue 11, bench/streams.mjs): WebSocket fan-out (1,000 sockets on
+//       one run) against one socket and a bare Durable Object broadcast (ws_vs_bare), and SSE
+//       fan-out (100 A2A subscribers of one task) against one; every event delivered, in order.
 import autocannon from "autocannon";
 import { readdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
+import { streamResultFields, streamsBench } from "./streams.mjs";
 import { BENCH_VARS, mcpRouterBench, registerBenchMcp, startBenchMcp, toolCostBench, toolResultFields } from "./tools.mjs";
 import { ROOT, addGitRepo, freePort, http, migrateLocal, readTree, registerRepository, seedDemo, startDemoGit, startWrangler } from "../scripts/local.mjs";
 
@@ -189,6 +193,7 @@ async function main() {
       { label: "2026", url: mcp.stateless.url, methods: mcp.stateless.methods },
     ]);
     const h = await toolCostBench(target, mcp.stateless);
+    const st = await streamsBench(target, floorPort);
     console.log(
       `\nRESULT gateway_ratio=${fmt(ratio, 2)} hello_rps=${fmt(mean(helloRounds))} card_rps=${fmt(mean(cardRounds))} send_rps=${fmt(sendRps, 1)} send_p50_ms=${fmt(p50, 1)} send_errors=${errors} agents_sdk_rps=${fmt(sdkRps, 1)} send_vs_agents_sdk=${fmt(sendRps / sdkRps, 2)} ` +
         `floor_rps=${fmt(floorRps, 1)} floor_p50_ms=${fmt(meanP50(floorRounds), 1)} send_vs_floor=${fmt(sendRps / floorRps, 2)} ` +
@@ -201,7 +206,8 @@ async function main() {
         (f.branches !== FANOUT ? ` agents_sdk_fanout_same_ms=${fmt(f.sdkSame)}` : "") +
         ` fanout_vs_agents_sdk=${fmt(f.sdkSame / f.fan100, 2)}` +
         ` concurrent_runs=${t.runs} concurrent_completed=${t.completed} runs_per_s=${fmt(t.rps, 1)} concurrent_wall_ms=${fmt(t.wall)} events_total=${t.total} events_lost=${t.lost} events_duplicated=${t.duplicated} events_unexpected=${t.unexpected} ws_errors=${t.problems} ws_close_lag_ms=${fmt(t.closeLag ?? 0)} ` +
-        toolResultFields(g, h),
+        toolResultFields(g, h) +
+        ` ${streamResultFields(st)}`,
     );
   } finally {
     await Promise.all([shaman.stop(), hello.stop(), sdk.stop(), floor.stop(), git.close(), mcp.close()]);

@@ -5,7 +5,7 @@
 import { DurableObject } from "cloudflare:workers";
 
 type Hop = { id: string; hop: number };
-type FloorEnv = { FLOOR: DurableObjectNamespace<FloorObject>; JOBS: Queue<Hop> };
+type FloorEnv = { FLOOR: DurableObjectNamespace<FloorObject>; BROADCAST: DurableObjectNamespace<BroadcastObject>; JOBS: Queue<Hop> };
 
 /** How long an object waits for the consumer before giving up (a lost message shows as a 5xx). */
 const WAIT_MS = 30_000;
@@ -43,10 +43,58 @@ export class FloorObject extends DurableObject<FloorEnv> {
   }
 }
 
+/**
+ * The floor of a live stream (bench/streams.mjs): a bare hibernating Durable Object that
+ * accepts WebSockets and broadcasts `count` small JSON messages `gapMs` apart, each stamped
+ * with the time it was sent (`at`, ms), as Shaman's run object stamps its events.
+ */
+export class BroadcastObject extends DurableObject<FloorEnv> {
+  override async fetch(request: Request): Promise<Response> {
+    const url = new URL(request.url);
+    if (request.headers.get("upgrade")?.toLowerCase() === "websocket") {
+      const pair = new WebSocketPair();
+      this.ctx.acceptWebSocket(pair[1]);
+      return new Response(null, { status: 101, webSocket: pair[0] });
+    }
+    const count = Math.min(10_000, Number(url.searchParams.get("count") ?? 100) || 100);
+    const gapMs = Math.min(1_000, Number(url.searchParams.get("gapMs") ?? 5) || 0);
+    for (let seq = 1; seq <= count; seq++) {
+      const frame = JSON.stringify({ seq, at: new Date().toISOString(), type: "bench", data: { text: "x".repeat(64) } });
+      for (const ws of this.ctx.getWebSockets()) {
+        try {
+          ws.send(frame);
+        } catch {
+          // closing
+        }
+      }
+      if (gapMs > 0) await new Promise((r) => setTimeout(r, gapMs));
+    }
+    for (const ws of this.ctx.getWebSockets()) {
+      try {
+        ws.close(1000, "done");
+      } catch {
+        // closed
+      }
+    }
+    return Response.json({ sockets: this.ctx.getWebSockets().length, count });
+  }
+
+  override async webSocketClose(ws: WebSocket, code: number): Promise<void> {
+    try {
+      ws.close(code >= 3000 && code <= 4999 ? code : 1000, "bye");
+    } catch {
+      // closed
+    }
+  }
+}
+
 export default {
   async fetch(request: Request, env: FloorEnv): Promise<Response> {
     const url = new URL(request.url);
     if (url.pathname === "/healthz") return new Response("ok");
+    // /bcast/<name>: a WebSocket (upgrade), or POST to broadcast to every socket of that object.
+    const bcast = /^\/bcast\/([^/]+)$/.exec(url.pathname);
+    if (bcast) return env.BROADCAST.get(env.BROADCAST.idFromName(bcast[1]!)).fetch(request);
     // /floor/<name>: one round trip; /chain/<name>?hops=10: that many in sequence.
     const match = /^\/(floor|chain)\/([^/]+)$/.exec(url.pathname);
     if (!match) return new Response("not found", { status: 404 });

@@ -1,0 +1,262 @@
+// Live stream fan-out (issue 11), in `npm run bench` (bench/run.mjs) or alone:
+// `node bench/streams.mjs`.
+//   (i) WebSocket fan-out: STREAM_SOCKETS sockets watch one run of Fan100 (100 parallel
+//       branches: ~700 events over ~1 s, model text included) from its start
+//       (`/runs/{id}/ws?after=0`); every socket must get every event of the run's log, in
+//       order. Delivery delay of an event on a socket = receive time − the event's `at` (the
+//       run object stamps it when it appends it, just before the broadcast). Per event, the
+//       LAST socket's delay; p50/p99 over the run's events. Against: one socket watching
+//       another Fan100 run in the same bench (ws_1_*), and a bare hibernating Durable Object
+//       (bench/floor /bcast/) broadcasting as many messages to the same number of sockets
+//       (ws_bare_*). Target: ws_last_p50 ≤ 1.2 × ws_bare_last_p50.
+//   (j) SSE fan-out: STREAM_SSE subscribers of one Fan100 task (A2A SubscribeToTask,
+//       JSON-RPC) from its start; each must get the same events, ids strictly increasing,
+//       ending with COMPLETED. Delay per event = receive − the `at` of the run event whose
+//       seq is the SSE id (from the run's log). Against one subscriber of another run.
+// Node cannot resolve *.localhost: the org is addressed as /_org/acme/… on 127.0.0.1.
+import { rmSync } from "node:fs";
+import { join } from "node:path";
+import { ROOT, addGitRepo, freePort, http, migrateLocal, readTree, registerRepository, seedDemo, startDemoGit, startWrangler } from "../scripts/local.mjs";
+
+const STREAM_SOCKETS = Number(process.env.BENCH_STREAM_SOCKETS ?? 1_000);
+const STREAM_SSE = Number(process.env.BENCH_STREAM_SSE ?? 100);
+const AGENT = process.env.BENCH_STREAM_AGENT ?? "Fan100";
+const TIMEOUT_MS = 120_000;
+
+const fmt = (n, d = 0) => (Number.isFinite(n) ? n.toFixed(d) : "NaN");
+const pct = (xs, p) => {
+  if (xs.length === 0) return NaN;
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))];
+};
+
+/** Opens `n` sockets to `url`, resolves once all are open; each records (seq, receive time) until closed. */
+async function openSockets(url, n, headers) {
+  const sockets = [];
+  await Promise.all(
+    Array.from({ length: n }, () =>
+      new Promise((resolve) => {
+        const s = { got: [], closed: null, error: null };
+        s.done = new Promise((done) => {
+          const ws = new WebSocket(url, headers ? { headers } : undefined);
+          const timer = setTimeout(() => {
+            s.error ??= "timeout";
+            ws.close();
+          }, TIMEOUT_MS);
+          ws.onopen = () => resolve();
+          ws.onmessage = (e) => {
+            const t = Date.now();
+            try {
+              const ev = JSON.parse(e.data);
+              if (typeof ev.seq === "number") s.got.push({ seq: ev.seq, at: Date.parse(ev.at), t });
+            } catch {}
+          };
+          ws.onerror = () => {
+            s.error ??= "error";
+            resolve();
+          };
+          ws.onclose = () => {
+            clearTimeout(timer);
+            done();
+          };
+        });
+        sockets.push(s);
+      }),
+    ),
+  );
+  return sockets;
+}
+
+/**
+ * Per event: the last socket's delay (receive − at), for events stamped after `since` (the
+ * last socket open: earlier ones were replayed, not broadcast); and what was lost or out of order.
+ */
+function delays(sockets, expectedSeqs, since = 0) {
+  const lastBySeq = new Map();
+  let lost = 0;
+  let disorder = 0;
+  const one = [];
+  for (const s of sockets) {
+    const seqs = s.got.map((g) => g.seq);
+    const have = new Set(seqs);
+    for (const q of expectedSeqs) if (!have.has(q)) lost++;
+    for (let i = 1; i < seqs.length; i++) if (seqs[i] <= seqs[i - 1]) disorder++;
+    for (const g of s.got) {
+      if (g.at < since) continue;
+      const d = g.t - g.at;
+      lastBySeq.set(g.seq, Math.max(lastBySeq.get(g.seq) ?? -Infinity, d));
+      if (s === sockets[0]) one.push(d);
+    }
+  }
+  const last = [...lastBySeq.values()];
+  return { lastP50: pct(last, 50), lastP99: pct(last, 99), firstP50: pct(one, 50), lost, disorder, errors: sockets.filter((s) => s.error).length };
+}
+
+async function startRun({ port, auth }, text) {
+  const r = await http({
+    port,
+    path: `/_org/acme/a2a/agents/${AGENT}`,
+    method: "POST",
+    headers: { "content-type": "application/json", "a2a-version": "1.0", ...auth },
+    body: { jsonrpc: "2.0", id: 1, method: "SendMessage", params: { message: { messageId: `stream-${crypto.randomUUID()}`, role: "ROLE_USER", parts: [{ text }] }, configuration: { returnImmediately: true } } },
+  });
+  const id = r.json?.result?.task?.id;
+  if (!id) throw new Error(`SendMessage answered ${r.status}: ${r.text}`);
+  return id;
+}
+
+async function eventLog({ port, auth }, runId) {
+  const all = [];
+  let after = 0;
+  for (;;) {
+    const r = await http({ port, path: `/_org/acme/runs/${runId}/events?after=${after}&limit=500`, headers: auth });
+    if (r.status !== 200) throw new Error(`events answered ${r.status}`);
+    all.push(...r.json.events);
+    if (r.json.events.length < 500) return all;
+    after = r.json.next;
+  }
+}
+
+/** (i) WebSocket fan-out of one run to `n` sockets. */
+async function wsRun(target, n) {
+  // The run waits for its sockets: its first model turn takes 500 ms, and the sockets replay from 0.
+  const runId = await startRun(target, `ws fan-out ${n}`);
+  const sockets = await openSockets(`ws://127.0.0.1:${target.port}/_org/acme/runs/${runId}/ws?after=0`, n, target.auth);
+  const since = Date.now();
+  await Promise.all(sockets.map((s) => s.done));
+  const log = await eventLog(target, runId);
+  // Events appended before a socket connected were replayed to it, not broadcast: only the
+  // events after the last socket connected count for delays (all count for losses).
+  const d = delays(sockets, log.map((e) => e.seq), since);
+  return { ...d, events: log.length, measured: log.filter((e) => Date.parse(e.at) >= since).length };
+}
+
+/** The bare floor: a hibernating object broadcasting `count` messages to `n` sockets. */
+async function bareRun(floorPort, n, count, gapMs) {
+  const name = `bcast-${crypto.randomUUID()}`;
+  const sockets = await openSockets(`ws://127.0.0.1:${floorPort}/bcast/${name}`, n);
+  const r = await http({ port: floorPort, path: `/bcast/${name}?count=${count}&gapMs=${gapMs}`, method: "POST" });
+  if (r.status !== 200) throw new Error(`bcast answered ${r.status}: ${r.text}`);
+  await Promise.all(sockets.map((s) => s.done));
+  return delays(sockets, Array.from({ length: count }, (_, i) => i + 1));
+}
+
+/** One SSE subscriber (A2A SubscribeToTask over JSON-RPC): the (id, receive time) of each event. */
+async function sseSubscribe({ port, auth }, runId) {
+  const res = await fetch(`http://127.0.0.1:${port}/_org/acme/a2a/agents/${AGENT}`, {
+    method: "POST",
+    headers: { "content-type": "application/json", "a2a-version": "1.0", ...auth },
+    body: JSON.stringify({ jsonrpc: "2.0", id: 1, method: "SubscribeToTask", params: { id: runId } }),
+  });
+  const got = [];
+  let last = null;
+  if (!res.ok || !res.body) return { got, last, error: `HTTP ${res.status}` };
+  const dec = new TextDecoder();
+  let buf = "";
+  for await (const chunk of res.body) {
+    const t = Date.now();
+    buf += dec.decode(chunk, { stream: true });
+    let i;
+    while ((i = buf.indexOf("\n\n")) >= 0) {
+      const block = buf.slice(0, i);
+      buf = buf.slice(i + 2);
+      const id = block.split("\n").find((l) => l.startsWith("id: "))?.slice(4);
+      const data = block.split("\n").find((l) => l.startsWith("data: "))?.slice(6);
+      if (!data) continue;
+      got.push({ id: Number(id), t, data });
+      last = JSON.parse(data).result;
+    }
+  }
+  return { got, last, error: null };
+}
+
+/** (j) SSE fan-out of one task to `n` subscribers. */
+async function sseRun(target, n) {
+  const runId = await startRun(target, `sse fan-out ${n}`);
+  const subs = await Promise.all(Array.from({ length: n }, () => sseSubscribe(target, runId)));
+  const log = await eventLog(target, runId);
+  const atBySeq = new Map(log.map((e) => [e.seq, Date.parse(e.at)]));
+  // Each subscriber's updates come after its Task (the state when it subscribed): the one
+  // that subscribed first is the reference, and every other must hold exactly its tail.
+  const ref = subs.reduce((a, b) => (b.got.length > a.got.length ? b : a)).got.slice(1).map((g) => g.data);
+  const since = Math.max(...subs.map((s) => s.got[0]?.t ?? 0));
+  let mismatched = 0;
+  let disorder = 0;
+  const lastBySeq = new Map();
+  const one = [];
+  for (const s of subs) {
+    const updates = s.got.slice(1);
+    if (updates.map((g) => g.data).join("\n") !== ref.slice(ref.length - updates.length).join("\n")) mismatched++;
+    for (let i = 1; i < s.got.length; i++) if (s.got[i].id <= s.got[i - 1].id) disorder++;
+    if (s.last?.statusUpdate?.status?.state !== "TASK_STATE_COMPLETED") mismatched++;
+    for (const g of updates) {
+      const at = atBySeq.get(g.id);
+      if (at === undefined || at < since) continue;
+      lastBySeq.set(g.id, Math.max(lastBySeq.get(g.id) ?? -Infinity, g.t - at));
+      if (s === subs[0]) one.push(g.t - at);
+    }
+  }
+  const last = [...lastBySeq.values()];
+  return { lastP50: pct(last, 50), lastP99: pct(last, 99), firstP50: pct(one, 50), updates: ref.length, mismatched, disorder, errors: subs.filter((s) => s.error).length };
+}
+
+/** (i) and (j): the bench, on a Shaman and a floor Worker already running. */
+export async function streamsBench(target, floorPort) {
+  console.log(`\n(i) WebSocket fan-out: ${STREAM_SOCKETS} sockets on one ${AGENT} run, against 1 socket and a bare Durable Object broadcast`);
+  const ws1 = await wsRun(target, 1);
+  const wsN = await wsRun(target, STREAM_SOCKETS);
+  const bare1 = await bareRun(floorPort, 1, wsN.events, 2);
+  const bareN = await bareRun(floorPort, STREAM_SOCKETS, wsN.events, 2);
+  console.log(`  Shaman, 1 socket:       p50 ${fmt(ws1.lastP50)} ms, p99 ${fmt(ws1.lastP99)} ms (${ws1.events} events)`);
+  console.log(`  Shaman, ${STREAM_SOCKETS} sockets: last socket p50 ${fmt(wsN.lastP50)} ms, p99 ${fmt(wsN.lastP99)} ms; lost ${wsN.lost}, out of order ${wsN.disorder}, errors ${wsN.errors}`);
+  console.log(`  bare DO, 1 socket:      p50 ${fmt(bare1.lastP50)} ms`);
+  console.log(`  bare DO, ${STREAM_SOCKETS} sockets: last socket p50 ${fmt(bareN.lastP50)} ms, p99 ${fmt(bareN.lastP99)} ms; lost ${bareN.lost}`);
+  console.log(`  → last socket vs bare broadcast: ${fmt(wsN.lastP50 / bareN.lastP50, 2)}× (target ≤ 1.2×)`);
+
+  console.log(`\n(j) SSE fan-out: ${STREAM_SSE} A2A subscribers (SubscribeToTask) of one ${AGENT} task, against 1`);
+  const sse1 = await sseRun(target, 1);
+  const sseN = await sseRun(target, STREAM_SSE);
+  console.log(`  1 subscriber:    p50 ${fmt(sse1.lastP50)} ms, p99 ${fmt(sse1.lastP99)} ms (${sse1.updates} updates)`);
+  console.log(`  ${STREAM_SSE} subscribers: last p50 ${fmt(sseN.lastP50)} ms, p99 ${fmt(sseN.lastP99)} ms; differing ${sseN.mismatched}, out of order ${sseN.disorder}, errors ${sseN.errors}`);
+  return { ws1, wsN, bare1, bareN, sse1, sseN };
+}
+
+/** The RESULT fields of (i) and (j). */
+export function streamResultFields(r) {
+  return (
+    `ws_sockets=${STREAM_SOCKETS} ws_events=${r.wsN.events} ws_1_p50_ms=${fmt(r.ws1.lastP50, 1)} ws_1_p99_ms=${fmt(r.ws1.lastP99, 1)} ws_last_p50_ms=${fmt(r.wsN.lastP50, 1)} ws_last_p99_ms=${fmt(r.wsN.lastP99, 1)} ` +
+    `ws_lost=${r.wsN.lost + r.ws1.lost} ws_disorder=${r.wsN.disorder + r.ws1.disorder} ws_errors=${r.wsN.errors + r.ws1.errors} ` +
+    `ws_bare_1_p50_ms=${fmt(r.bare1.lastP50, 1)} ws_bare_last_p50_ms=${fmt(r.bareN.lastP50, 1)} ws_bare_last_p99_ms=${fmt(r.bareN.lastP99, 1)} ws_vs_bare=${fmt(r.wsN.lastP50 / r.bareN.lastP50, 2)} ` +
+    `sse_subscribers=${STREAM_SSE} sse_updates=${r.sseN.updates} sse_1_p50_ms=${fmt(r.sse1.lastP50, 1)} sse_1_p99_ms=${fmt(r.sse1.lastP99, 1)} sse_last_p50_ms=${fmt(r.sseN.lastP50, 1)} sse_last_p99_ms=${fmt(r.sseN.lastP99, 1)} ` +
+    `sse_differing=${r.sseN.mismatched + r.sse1.mismatched} sse_disorder=${r.sseN.disorder} sse_errors=${r.sseN.errors + r.sse1.errors}`
+  );
+}
+
+/** `node bench/streams.mjs`: only (i) and (j), on a fresh local state of their own. */
+async function main() {
+  const persistTo = join(ROOT, ".wrangler", "bench-streams-state");
+  rmSync(persistTo, { recursive: true, force: true });
+  migrateLocal(persistTo);
+  const [port, floorPort] = [await freePort(), await freePort()];
+  const shaman = await startWrangler({ port, persistTo });
+  const floor = await startWrangler({ port: floorPort, config: "bench/floor/wrangler.toml", persistTo: join(persistTo, "floor") });
+  const { git, url: repoUrl } = await startDemoGit();
+  try {
+    const { apiKey } = await seedDemo(port, { rateLimits: { perPrincipal: 1_000_000_000, perOrg: 1_000_000_000, perClient: 1_000_000_000, windowSeconds: 60 }, runLimits: { maxCallsPerTurn: 100, maxStepsPerRun: 1000, maxDepth: 16 }, repoUrl });
+    await registerRepository(port, { apiKey, name: "bench", gitUrl: await addGitRepo(git, "acme/bench-agents", readTree("bench/agents")) });
+    const r = await streamsBench({ port, auth: { authorization: `Bearer ${apiKey}` } }, floorPort);
+    console.log(`\nRESULT ${streamResultFields(r)}`);
+  } finally {
+    await Promise.all([shaman.stop(), floor.stop(), git.close()]);
+  }
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  main().then(
+    () => process.exit(0),
+    (err) => {
+      console.error(`bench failed: ${err.stack ?? err.message}`);
+      process.exit(1);
+    },
+  );
+}
