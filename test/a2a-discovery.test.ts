@@ -391,6 +391,28 @@ describe("the extended card (authenticated callers only)", () => {
     expect(JSON.stringify(limited)).not.toContain(seed.commit);
   });
 
+  it("over the wire: the SDK client with a credential gets the extended card; -32007 for an agent without one; no credential is a 401", async () => {
+    const withKey: typeof fetch = async (input, init) => {
+      const req = new Request(input as RequestInfo, init);
+      req.headers.set("authorization", `Bearer ${keyOf(ORG)}`);
+      return worker.fetch(req);
+    };
+    const factory = new ClientFactory({ transports: [new JsonRpcTransportFactory({ fetchImpl: withKey })], cardResolver: new DefaultAgentCardResolver({ fetchImpl: withKey }) });
+    const client = await factory.createFromUrl(`${BASE}/a2a/agents/Skilled/.well-known/agent-card.json`, "");
+    const card = await client.getAgentCard(); // the public card says extendedAgentCard: true, so the client asks for it
+    expect(card.skills.map((s) => s.id)).toEqual(["audit", "fraud"]);
+    expect(card.capabilities?.extensions.map((e) => e.uri)).toEqual([AGENT_DETAILS_EXTENSION]);
+
+    const rpcCall = (agent: string, method: string, headers: Record<string, string>) =>
+      worker.fetch(`${BASE}/a2a/agents/${agent}`, { method: "POST", headers: { "content-type": "application/json", ...headers }, body: json({ jsonrpc: "2.0", id: 1, method, params: {} }) });
+    const none = (await (await rpcCall("NoExtended", "GetExtendedAgentCard", { ...v1, authorization: `Bearer ${keyOf(ORG)}` })).json()) as any;
+    expect(none.error.code).toBe(-32007);
+    expect((await rpcCall("Skilled", "GetExtendedAgentCard", v1)).status).toBe(401);
+    const rest = await worker.fetch(`${BASE}/a2a/agents/Skilled/extendedAgentCard`, { headers: { ...v1, authorization: `Bearer ${keyOf(ORG)}` } });
+    expect(rest.status).toBe(200);
+    expect(((await rest.json()) as any).skills.map((s: any) => s.id)).toEqual(["audit", "fraud"]);
+  });
+
   it("is null (GetExtendedAgentCard answers -32007) for an agent whose agentcard says extended: false, and its public card says so", async () => {
     const call = extendedApp();
     const res = await call("NoExtended", { authorization: `Bearer ${keyOf(ORG)}` });
