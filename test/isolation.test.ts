@@ -121,6 +121,8 @@ const ROUTES: RouteCase[] = [
     other: () => `/runs/${fx.bRun}/events?after=0`,
     missing: () => `/runs/${MISSING_UUID}/events?after=0`,
   },
+  // A single-use WebSocket ticket for one run (src/runs/ws-ticket.ts).
+  { method: "POST", pattern: "/runs/:runId/ws-ticket", kind: "org", other: () => `/runs/${fx.bRun}/ws-ticket`, missing: () => `/runs/${MISSING_UUID}/ws-ticket`, body: () => ({}) },
   {
     method: "GET",
     pattern: "/runs/:runId/ws",
