@@ -17,10 +17,11 @@ import { redactText } from "../src/audit/redact";
 import { config } from "../src/config";
 import { db } from "../src/db/client";
 import { writeRunSummary, type RunSummary } from "../src/db/runs";
+import { notifyPush } from "../src/push";
 import { AppError, problemResponse } from "../src/errors";
 import type { ModelDelta, RunRpc } from "../src/runs/stub";
 import { agentAudience, signInternalToken } from "../src/auth/internal-jwt";
-import { roundCost, RunMachine, STEP_COLUMNS_V2, WORK_SCHEMA, type MachineHost, type StepRow } from "../src/workflow/machine";
+import { messageText, roundCost, RunMachine, STEP_COLUMNS_V2, WORK_SCHEMA, type MachineHost, type StepRow } from "../src/workflow/machine";
 import { DEFAULT_LIMITS, type CallContext, type RunLimits, type TurnContext, type TurnOutcome, type WorkOutcome } from "../src/workflow/types";
 import type { Json as JsonValue } from "../src/runs/types";
 import {
@@ -123,6 +124,8 @@ export class RunObject extends DurableObject<Env> implements RunRpc {
   private readonly waiters = new Set<() => void>();
   /** The alarm this instance last set (undefined: not known, e.g. after a restart or once it fired). */
   private alarmAt: number | null | undefined = undefined;
+  /** The non-terminal status last written to D1 by `syncStatus` (in memory: after a restart, one more write). */
+  private d1Status: RunStatus | null = null;
   /** Readers of `/stream` (the gateway's SSE subscribers): in memory, as an open fetch keeps the object alive. */
   private readonly streams = new Set<LiveStream>();
 
@@ -545,6 +548,11 @@ export class RunObject extends DurableObject<Env> implements RunRpc {
         this.save();
         // A blocked SendMessage returns at an interruption too: the caller must answer.
         if (run.status === "input_required") this.wakeWaiters();
+        // ListTasks reads statuses from D1: a running run's changes go there too (not awaited).
+        if (run.status !== this.d1Status && (run.status === "working" || run.status === "input_required")) {
+          this.d1Status = run.status;
+          this.ctx.waitUntil(this.syncStatus());
+        }
       },
       // A run waiting for a person says for what (the questions), so streams can show them.
       emit: (type, stepId, data) => void this.append(type, stepId, type === "run.input_required" ? { ...data, inputs: this.machine().pendingInputs() as unknown as Json } : data),
@@ -644,6 +652,8 @@ export class RunObject extends DurableObject<Env> implements RunRpc {
       }
       if (this.streams.size) this.feedStreams(encoder.encode(`${frame}\n`));
     }
+    // Push notifications: the task's push object (if it has configs) turns it into pushes.
+    this.ctx.waitUntil(notifyPush(this.env, this.run.orgId, this.run.runId, event));
     return event;
   }
 
@@ -758,10 +768,29 @@ export class RunObject extends DurableObject<Env> implements RunRpc {
     else void this.ctx.storage.deleteAlarm();
   }
 
+  /**
+   * Writes a running run's status (working, input required) to its D1 row, best effort: a
+   * failure is only logged (the settle writes the final row, with retries), and D1 keeps a
+   * late write from undoing a settle or a newer change (src/db/runs.ts).
+   */
+  private async syncStatus(): Promise<void> {
+    const run = this.run;
+    if (!run || TERMINAL_RUN_STATUSES.has(run.status) || run.d1 === "abandoned") return;
+    try {
+      const summary = this.summaryOf(run);
+      await writeRunSummary(db(this.env), { ...summary, status: run.status, updatedAt: run.updatedAt });
+    } catch (err) {
+      console.error(`run ${run.runId}: the D1 status '${run.status}' was not written: ${errorText(err)}`);
+    }
+  }
+
   private summaryOf(run: RunRecord): RunSummary {
     const final = TERMINAL_RUN_STATUSES.has(run.status);
     const settledAt = run.settledAt ?? run.updatedAt;
     return {
+      // A conversation's later tasks read these (src/a2a/conversation.ts).
+      inputText: clipText(messageText(run.message), 8_192),
+      ...(final ? { outputText: run.output === null ? null : clipText(run.output, 32_768) } : {}),
       id: run.runId,
       orgId: run.orgId,
       contextId: run.contextId,
@@ -920,4 +949,8 @@ function totalUsage(steps: StepView[]): RunUsage {
   }
   total.costUsd = roundCost(total.costUsd);
   return total;
+}
+
+function clipText(text: string, max: number): string {
+  return text.length > max ? `${text.slice(0, max)}…` : text;
 }

@@ -9,7 +9,7 @@ import { Role, TaskState, type AgentCard, type Message, type Task } from "@a2a-j
 import { ClientFactory, JsonRpcTransportFactory, RestTransportFactory, type Client } from "@a2a-js/sdk/client";
 import { beforeAll, describe, expect, it } from "vitest";
 import { bound } from "../src/a2a/conversation";
-import { keyOf, orgFetch, rpc, seedOrg, sendMessage, worker } from "./helpers";
+import { eventually, keyOf, orgFetch, rpc, seedOrg, sendMessage, worker } from "./helpers";
 import { requestsFor } from "./pump";
 
 const ORG = "methods";
@@ -203,6 +203,24 @@ describe("ListTasks", () => {
       expect(past.totalSize).toBe(3);
     });
   }
+
+  it("finds a running task by its status (the run object writes status changes to D1 as they happen), and keeps the task's texts", async () => {
+    const c = await client("Asker", "JSONRPC");
+    const ctx = crypto.randomUUID();
+    const asking = await send(c, message("please approve this", { contextId: ctx }));
+    expect(asking.status!.state).toBe(TaskState.TASK_STATE_INPUT_REQUIRED);
+    // (written as the status changes, not awaited by the answer: it may land a moment later)
+    const waiting = await eventually(
+      () => c.listTasks({ tenant: "", contextId: ctx, status: TaskState.TASK_STATE_INPUT_REQUIRED, pageToken: "", statusTimestampAfter: undefined }),
+      (l) => l.tasks.length > 0,
+    );
+    expect(waiting.tasks.map((t) => t.id)).toEqual([asking.id]);
+    const row = await env.DB.prepare("SELECT status, input_text, output_text FROM runs WHERE id = ?").bind(asking.id).first<{ status: string; input_text: string; output_text: string | null }>();
+    expect(row).toMatchObject({ status: "input_required", input_text: "please approve this", output_text: null });
+    const done = await env.DB.prepare("SELECT status, input_text, output_text FROM runs WHERE id = ?").bind(ids[0]).first<{ status: string; input_text: string; output_text: string | null }>();
+    expect(done).toMatchObject({ status: "completed", input_text: "list me 1" });
+    expect(done!.output_text).toContain("list me 1");
+  });
 
   it("shows only this agent's tasks", async () => {
     const other = await (await client("Other", "JSONRPC")).listTasks({ tenant: "", contextId, status: TaskState.TASK_STATE_UNSPECIFIED, pageToken: "", statusTimestampAfter: undefined });
