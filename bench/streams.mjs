@@ -127,7 +127,9 @@ async function wsRun(target, n) {
   const log = await eventLog(target, runId);
   // Events appended before a socket connected were replayed to it, not broadcast: only the
   // events after the last socket connected count for delays (all count for losses).
-  const d = delays(sockets, log.map((e) => e.seq), since);
+  // The sockets close when the run settles: events after its terminal event are not theirs.
+  const end = log.find((e) => e.type === "run.completed" || e.type === "run.failed" || e.type === "run.canceled")?.seq ?? Infinity;
+  const d = delays(sockets, log.filter((e) => e.seq <= end).map((e) => e.seq), since);
   return { ...d, events: log.length, measured: log.filter((e) => Date.parse(e.at) >= since).length };
 }
 
