@@ -16,10 +16,10 @@ import { auditId, type AuditEntry } from "../src/audit/log";
 import { redactText } from "../src/audit/redact";
 import { config } from "../src/config";
 import { db } from "../src/db/client";
-import { writeRunSummary, type RunSummary } from "../src/db/runs";
+import { waitingContextRuns, writeRunSummary, type RunSummary } from "../src/db/runs";
 import { notifyPush } from "../src/push";
 import { AppError, problemResponse } from "../src/errors";
-import type { ModelDelta, RunRpc } from "../src/runs/stub";
+import { runStub, type ModelDelta, type RunRpc } from "../src/runs/stub";
 import { agentAudience, signInternalToken } from "../src/auth/internal-jwt";
 import { messageText, roundCost, RunMachine, STEP_COLUMNS_V2, WORK_SCHEMA, type MachineHost, type StepRow } from "../src/workflow/machine";
 import { DEFAULT_LIMITS, type CallContext, type RunLimits, type TurnContext, type TurnOutcome, type WorkOutcome } from "../src/workflow/types";
@@ -180,8 +180,9 @@ export class RunObject extends DurableObject<Env> implements RunRpc {
       };
       this.ctx.storage.kv.put("schema:v2", true);
       this.save();
-      this.append("run.created", null, { agent: init.agent.name, contextId: init.contextId, initiatedBy: init.initiatedBy });
-      const effects = this.transition((m) => m.createRoot());
+      this.append("run.created", null, { agent: init.agent.name, contextId: init.contextId, initiatedBy: init.initiatedBy, ...(init.deferred ? { queued: true } : {}) });
+      // Queued behind a running task of its context: recorded (D1 row, alarm for its deadline), root step later (`release`).
+      const effects = init.deferred ? { jobs: [] } : this.transition((m) => m.createRoot());
       // A run whose work is lost (a job in the dead-letter queue, a crashed consumer) must
       // still end: the alarm fails it if it has not finished by then. It is committed with
       // the record, so a run this object knows always reaches D1, at the latest then.
@@ -225,6 +226,33 @@ export class RunObject extends DurableObject<Env> implements RunRpc {
     const effects = this.transition((m) => (canceled = m.cancelRun(reason)));
     await this.afterTransition(effects);
     return canceled;
+  }
+
+  /** Starts a deferred run's root step (its turn came); false when it is not waiting for that. */
+  async release(orgId: string): Promise<boolean> {
+    const run = this.run;
+    if (!run || run.orgId !== orgId || !run.deferred || run.status !== "submitted") return false;
+    run.deferred = false;
+    this.save();
+    const effects = this.transition((m) => m.createRoot());
+    await this.afterTransition(effects);
+    return true;
+  }
+
+  /**
+   * A settled run's D1 row is final: the next task of its context that waits for it
+   * (`concurrency: enqueue`) may go. Looked up after the final write, so a run that queued
+   * itself meanwhile either is found here or sees this one settled and goes by itself.
+   */
+  private async releaseNext(): Promise<void> {
+    const run = this.run;
+    if (!run) return;
+    try {
+      const waiting = await waitingContextRuns(db(this.env), run.orgId, { contextId: run.contextId, repositoryId: run.agent.repositoryId, agentName: run.agent.name, id: run.runId }, run.createdAt);
+      for (const id of waiting) if (await runStub(this.env, id).release(run.orgId)) return;
+    } catch (err) {
+      console.error(`run ${run.runId}: could not release the next task of its context: ${errorText(err)}`);
+    }
   }
 
   /** Answers a pending input request; false when nothing waits on that id (null: not this org's run). */
@@ -737,6 +765,8 @@ export class RunObject extends DurableObject<Env> implements RunRpc {
     // D1 round trip is a commit of its own, which measurably slowed every run; a record
     // that still says "none"/"row" after a restart only means an idempotent rewrite.
     const recovered = run.d1Failures > 0 || run.d1RetryAt !== null;
+    // (reached once per run with `final`: a final row makes later calls return early above)
+    if (final) this.ctx.waitUntil(this.releaseNext());
     if (final) run.d1 = "final";
     else if (run.d1 === "none") run.d1 = "row";
     run.d1Failures = 0;

@@ -24,6 +24,7 @@ beforeAll(async () => {
     "Asker/prompt.md": agent("Asker", APPROVAL),
     "Strict/prompt.md": agent("Strict", APPROVAL, "concurrency: reject\n"),
     "Interrupter/prompt.md": agent("Interrupter", APPROVAL, "concurrency: interrupt\n"),
+    "Queuer/prompt.md": agent("Queuer", APPROVAL, "concurrency: enqueue\n"),
     "Chat/prompt.md": agent("Chat", "Answer the request.").replace("offline:default", "local-llm:chat-model"),
   });
   // Chat's model is the OpenAI-compatible test server, which records every request it gets.
@@ -464,5 +465,26 @@ describe("conversations", () => {
     const b = await send(asker, message("Approve F", { contextId: a.contextId }));
     expect((await asker.getTask({ tenant: "", id: a.id })).status?.state).toBe(TaskState.TASK_STATE_INPUT_REQUIRED);
     expect(b.status?.state).toBe(TaskState.TASK_STATE_INPUT_REQUIRED);
+  });
+
+  it("concurrency: enqueue holds a message's task until the context's running task settles, then runs it (in order, a third behind the second)", async () => {
+    const queuer = await client("Queuer", "JSONRPC");
+    const first = await send(queuer, message("Approve G"));
+    expect(first.status?.state).toBe(TaskState.TASK_STATE_INPUT_REQUIRED);
+    const second = await send(queuer, message("Approve H", { contextId: first.contextId }), { returnImmediately: true });
+    const third = await send(queuer, message("Approve I", { contextId: first.contextId }), { returnImmediately: true });
+    const state = async (id: string) => (await queuer.getTask({ tenant: "", id })).status?.state;
+    // queued: recorded, nothing runs (no model turn, no step)
+    expect(await state(second.id)).toBe(TaskState.TASK_STATE_SUBMITTED);
+    const steps = async (id: string) => ((await (await orgFetch(ORG, `/runs/${id}`)).json()) as { steps: unknown[] }).steps.length;
+    expect(await steps(second.id)).toBe(0);
+    // the first settles (its question answered): the second runs, the third still waits
+    await send(queuer, message("approved", { contextId: first.contextId, taskId: first.id }));
+    expect(await state(first.id)).toBe(TaskState.TASK_STATE_COMPLETED);
+    expect(await eventually(() => state(second.id), (s) => s === TaskState.TASK_STATE_INPUT_REQUIRED)).toBe(TaskState.TASK_STATE_INPUT_REQUIRED);
+    expect(await state(third.id)).toBe(TaskState.TASK_STATE_SUBMITTED);
+    // and the third after the second
+    await send(queuer, message("approved", { contextId: first.contextId, taskId: second.id }));
+    expect(await eventually(() => state(third.id), (s) => s === TaskState.TASK_STATE_INPUT_REQUIRED)).toBe(TaskState.TASK_STATE_INPUT_REQUIRED);
   });
 });

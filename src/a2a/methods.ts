@@ -180,8 +180,9 @@ async function send(call: A2ACall, params: unknown, wait: boolean): Promise<{ sn
 
   const contextId = req.contextId ?? crypto.randomUUID();
   let history: HistoryTurn[] = [];
+  let deferred = false;
   if (req.contextId) {
-    await applyConcurrency(call, req.contextId, runId);
+    deferred = await applyConcurrency(call, req.contextId, runId);
     history = await contextHistory(c.env, org, agent, req.contextId, runId);
   }
 
@@ -201,7 +202,23 @@ async function send(call: A2ACall, params: unknown, wait: boolean): Promise<{ sn
     // The message itself is added by the run object from the run's own copy.
     audit: { resource: `/agents/${qualifiedName(agent)}`, requestId: c.get("requestId"), input: { commit: agent.commitSha } },
     ...(history.length ? { history } : {}),
+    ...(deferred ? { deferred: true } : {}),
   };
+  if (deferred) {
+    // Queued behind the context's running task: recorded now, run when that one settles.
+    try {
+      const queued = await stub(runId).start(init, 0);
+      // The task before may have settled between the check and this start: then nothing
+      // would release this one, so it goes by itself (a release is idempotent).
+      const before = (await unsettledContextRuns(db(c.env), org, agent, contextId, runId)).filter((r) => r.createdAt < queued.createdAt || (r.createdAt === queued.createdAt && r.id < runId));
+      if (before.length === 0) await stub(runId).release(org.orgId);
+      const now = (await stub(runId).snapshot(org.orgId)) ?? queued;
+      return { snapshot: await waited(runId, now), historyLength: req.historyLength };
+    } catch (err) {
+      console.error(`a2a SendMessage: run ${runId} could not be queued (request ${c.get("requestId")}):`, err instanceof Error ? err.message : String(err));
+      throw new JsonRpcError(JSONRPC.INTERNAL_ERROR, "The task could not be started; try again", { requestId: c.get("requestId") });
+    }
+  }
   // The run object writes the run's D1 row itself (and keeps retrying until it lands), so
   // a run it never recorded leaves no row behind, and one it recorded always gets one.
   try {
@@ -215,16 +232,18 @@ async function send(call: A2ACall, params: unknown, wait: boolean): Promise<{ sn
 /**
  * The agent's frontmatter `concurrency` for a message to a context with a running task of
  * the agent: `parallel` (default) starts beside it, `reject` refuses, `interrupt` cancels
- * the running task(s) first. The definition is read only when such a task exists.
+ * the running task(s) first, `enqueue` queues the new task (true: start it deferred; the
+ * task before releases it when it settles). The definition is read only when such a task exists.
  */
-async function applyConcurrency(call: A2ACall, contextId: string, runId: string): Promise<void> {
+async function applyConcurrency(call: A2ACall, contextId: string, runId: string): Promise<boolean> {
   const { c, agent } = call;
   const org = c.get("org");
   const running = await unsettledContextRuns(db(c.env), org, agent, contextId, runId);
-  if (running.length === 0) return;
+  if (running.length === 0) return false;
   const def = await loadAgent(c.env.SNAPSHOTS, org.orgId, { name: agent.name, repositoryId: agent.repositoryId, commit: agent.commitSha, path: agent.path, blobSha: agent.blobSha });
   const policy = def.frontmatter.concurrency;
-  if (policy === "parallel") return;
+  if (policy === "parallel") return false;
+  if (policy === "enqueue") return true;
   if (policy === "reject") {
     throw unsupported(`A task of this context is still running (${running[0]!.id}); this agent takes one task per context at a time`);
   }
@@ -234,6 +253,7 @@ async function applyConcurrency(call: A2ACall, contextId: string, runId: string)
       if (done) auditRequest(c, { action: "run.cancel", resource: `/runs/${r.id}`, outcome: "success", input: { reason: "interrupt" } });
     }),
   );
+  return false;
 }
 
 export async function sendMessage(call: A2ACall, params: unknown): Promise<unknown> {

@@ -153,7 +153,7 @@ export const AgentFrontmatter = z.object({
    * cancels the running task(s), then starts. (`enqueue` is not offered: waiting for the
    * running task to end would hold a worker.)
    */
-  concurrency: z.enum(["parallel", "reject", "interrupt"]).default("parallel"),
+  concurrency: z.enum(["parallel", "reject", "interrupt", "enqueue"]).default("parallel"),
   agentcard: z.record(z.string(), z.unknown()).optional(),
 });
 

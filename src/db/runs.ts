@@ -1,4 +1,4 @@
-import { and, desc, eq, gte, inArray, lt, ne, notInArray, or, sql, type SQL } from "drizzle-orm";
+import { and, asc, desc, eq, gte, inArray, lt, ne, notInArray, or, sql, type SQL } from "drizzle-orm";
 import { auditStatement, type AuditEntry } from "../audit/log";
 import type { Db } from "./client";
 import { runs, type RunRow, type RunStatus } from "./schema";
@@ -141,4 +141,29 @@ export async function unsettledContextRuns(db: Db, scope: OrgScope, agent: { rep
 export async function getRuns(db: Db, scope: OrgScope, ids: string[]): Promise<RunRow[]> {
   if (ids.length === 0) return [];
   return db.select().from(runs).where(and(eq(runs.orgId, scope.orgId), inArray(runs.id, ids)));
+}
+
+/**
+ * Runs of the same context and agent that may be waiting their turn (`concurrency:
+ * enqueue`): still `submitted`, made at or after `since`, oldest first. A run that is only
+ * submitted (not deferred) is among them too; releasing it does nothing.
+ */
+export async function waitingContextRuns(db: Db, orgId: string, run: { contextId: string; repositoryId: string; agentName: string; id: string }, since: number): Promise<string[]> {
+  const rows = await db
+    .select({ id: runs.id })
+    .from(runs)
+    .where(
+      and(
+        eq(runs.orgId, orgId),
+        eq(runs.contextId, run.contextId),
+        eq(runs.repositoryId, run.repositoryId),
+        eq(runs.agentName, run.agentName),
+        eq(runs.status, "submitted"),
+        ne(runs.id, run.id),
+        gte(runs.createdAt, since),
+      ),
+    )
+    .orderBy(asc(runs.createdAt), asc(runs.id))
+    .limit(10);
+  return rows.map((r) => r.id);
 }

@@ -20,6 +20,8 @@ export interface RunRpc {
   claimCall(orgId: string, stepId: string, turn: number, callId: string, token?: { jti: string; agent: string }): Promise<CallContext | null | { refused: "replayed" | "audience" }>;
   recordCall(orgId: string, stepId: string, turn: number, callId: string, outcome: WorkOutcome): Promise<boolean>;
   cancel(orgId: string, reason?: string): Promise<boolean | null>;
+  /** Starts a deferred run's root step; false when it was not deferred or started already. */
+  release(orgId: string): Promise<boolean>;
   answerInput(orgId: string, requestId: string, answer: Json): Promise<boolean | null>;
   /** Streams model text of a running turn to subscribers (a `model.delta` event); false when the turn is no longer running. */
   appendDelta(orgId: string, stepId: string, delta: ModelDelta): Promise<boolean>;

@@ -46,6 +46,12 @@ export interface RunInit {
    * model reads them before the message. Bounded by whoever starts the run.
    */
   history?: HistoryTurn[];
+  /**
+   * Queued behind a running task of its context (frontmatter `concurrency: enqueue`): the
+   * run is recorded but its root step waits until `release` (called by the task before it
+   * when that one settles, or by whoever started it when nothing runs before it any more).
+   */
+  deferred?: boolean;
 }
 
 /** One earlier turn of a conversation: what was asked, or what was answered. */
