@@ -327,6 +327,22 @@ describe("push configs and the extended card through the dispatcher", () => {
     const res = await rest("Other/extendedAgentCard");
     expect(res.status).toBe(400);
     expect(await res.json()).toMatchObject({ error: { status: "FAILED_PRECONDITION", details: [{ reason: "EXTENDED_AGENT_CARD_NOT_CONFIGURED" }] } });
+    // v0.3's agent/getAuthenticatedExtendedCard answers in v0.3's card form
+    const old = await rpc(ORG, "Echo", { jsonrpc: "2.0", id: 2, method: "agent/getAuthenticatedExtendedCard" }, {});
+    expect(old.body.result).toMatchObject({ name: "Echo", protocolVersion: "0.3.0", preferredTransport: "JSONRPC" });
+  });
+
+  it("SubscribeToTask on a finished task: refused to a new subscriber, the missed end to a stream that resumes with Last-Event-ID", async () => {
+    const done = await send(await client("Echo", "JSONRPC"), message("finish me"));
+    expect(done.status?.state).toBe(TaskState.TASK_STATE_COMPLETED);
+    const fresh = await rest(`Echo/tasks/${done.id}:subscribe`, { method: "POST" });
+    expect(fresh.status).toBe(400);
+    const resumed = await rest(`Echo/tasks/${done.id}:subscribe`, { method: "POST", headers: { "last-event-id": "1" } });
+    expect(resumed.status).toBe(200);
+    expect(resumed.headers.get("content-type")).toContain("text/event-stream");
+    const body = await resumed.text();
+    expect(body).toContain("TASK_STATE_COMPLETED");
+    expect(body).not.toContain('"task"'); // a resume gets what it missed, not the Task again
   });
 });
 

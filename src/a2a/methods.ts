@@ -29,6 +29,7 @@ import { invalidParams, notCancelable, taskNotFound, unsupported } from "./error
 import { JSONRPC, JsonRpcError, type JsonRpcId } from "./jsonrpc";
 import { ListTasksParams, messageText, normaliseSend, renderTask, runStatusOf, TaskIdParams, GetTaskParams, type Dialect } from "./wire";
 import { extendedCardFor, pushMethods, taskStream } from "./providers";
+import { v1JsonToV03 } from "./cards";
 
 /** One A2A request: who, to which agent, in which dialect and binding. */
 export interface A2ACall {
@@ -347,7 +348,9 @@ export async function cancelTask(call: A2ACall, params: unknown): Promise<unknow
 export async function subscribeToTask(call: A2ACall, params: unknown): Promise<Response> {
   const p = parse(TaskIdParams, params);
   const snapshot = await taskSnapshot(call, p.id);
-  if (settled(snapshot)) throw unsupported(`The task is ${snapshot.status}: there is nothing to subscribe to`);
+  // A finished task takes no new subscriber, but a stream that dropped (Last-Event-ID) gets
+  // what it missed, to the end: no event of a run is lost to a client that reconnects.
+  if (settled(snapshot) && call.lastEventId === undefined) throw unsupported(`The task is ${snapshot.status}: there is nothing to subscribe to`);
   return taskStream(call, snapshot.runId);
 }
 
@@ -392,5 +395,5 @@ export async function deletePushConfig(call: A2ACall, params: unknown): Promise<
 export async function getExtendedAgentCard(call: A2ACall): Promise<unknown> {
   const card = await extendedCardFor(call.c, call.agent);
   if (!card) throw new JsonRpcError(JSONRPC.EXTENDED_CARD_NOT_CONFIGURED, "This agent has no extended agent card");
-  return card;
+  return call.dialect === "0.3" ? v1JsonToV03(card) : card;
 }

@@ -16,6 +16,8 @@ export interface OrgSettings {
   prices?: Record<string, { input: number; cachedInput?: number; output: number }>;
   /** The org's monthly budget (src/usage/budget.ts), enforced while runs go. */
   budget?: { period: "month"; maxTokens?: number; maxUsd?: number };
+  /** How clients discover the org's agents (src/a2a/cards.ts, `/settings/discovery`). */
+  discovery?: { requireCredentialForCards?: boolean; defaultAgent?: string | null };
 }
 
 export const orgs = sqliteTable(
