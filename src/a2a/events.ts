@@ -1,9 +1,12 @@
 /**
  * Run events as A2A stream responses (what SSE subscribers and push receivers see), in
  * both dialects:
- * - v1.0: `StreamResponse` JSON (`{task}`, `{statusUpdate}`, `{artifactUpdate}`), the shapes
- *   of `@a2a-js/sdk`'s `StreamResponse` (its `fromJSON` reads them);
- * - v0.3: the `kind`-tagged events (`task`, `status-update` with `final`, `artifact-update`).
+ * - v1.0: `StreamResponse` JSON (`{task}`, `{statusUpdate}`, `{artifactUpdate}`): built as
+ *   `@a2a-js/sdk`'s `StreamResponse` objects and written with its `StreamResponse.toJSON`
+ *   (so `append` / `lastChunk` appear only when true, as proto JSON has it);
+ * - v0.3: the `kind`-tagged events (`task`, `status-update` with `final`, `artifact-update`),
+ *   typed by the SDK's v0.3 types (`V03StatusUpdate`, … in ./wire). `final` is true on
+ *   `input-required` too: the stream ends there.
  *
  * What a client sees of a run:
  * - the Task first (`taskResponse`, from the run's snapshot);
@@ -19,34 +22,16 @@
  * `GET /runs/{id}/ws`. Each event maps to at most one response, so an SSE event's id is
  * exactly its run event's seq.
  */
-import type { Json, PendingInput, RunEvent, RunSnapshot, RunStatus } from "../runs/types";
-import { renderTask, type Dialect } from "./wire";
-
-const STATE_V1: Record<RunStatus, string> = {
-  submitted: "TASK_STATE_SUBMITTED",
-  working: "TASK_STATE_WORKING",
-  input_required: "TASK_STATE_INPUT_REQUIRED",
-  completed: "TASK_STATE_COMPLETED",
-  failed: "TASK_STATE_FAILED",
-  canceled: "TASK_STATE_CANCELED",
-};
-
-const STATE_V03: Record<RunStatus, string> = {
-  submitted: "submitted",
-  working: "working",
-  input_required: "input-required",
-  completed: "completed",
-  failed: "failed",
-  canceled: "canceled",
-};
+import { StreamResponse } from "@a2a-js/sdk";
+import type { Json, PendingInput, RunEvent, RunSnapshot, RunStatus, StoredMessage } from "../runs/types";
+import { messageV03, messageV1, partV03, partV1, STATE_V03, STATE_V1, taskV03, taskV1, type Dialect, type V03ArtifactUpdate, type V03StatusUpdate, type V03Task } from "./wire";
 
 /** States after which a SendStreamingMessage stream ends (terminal, or waiting for a person). */
 export const FINAL_STATES: ReadonlySet<RunStatus> = new Set(["completed", "failed", "canceled", "input_required"]);
 
 /** The Task, as the first response of a stream. */
-export function taskResponse(snapshot: RunSnapshot, dialect: Dialect, historyLength?: number): Record<string, unknown> {
-  const task = renderTask(dialect, snapshot, historyLength);
-  return dialect === "1.0" ? { task } : task;
+export function taskResponse(snapshot: RunSnapshot, dialect: Dialect, historyLength?: number): unknown {
+  return dialect === "1.0" ? StreamResponse.toJSON({ payload: { $case: "task", value: taskV1(snapshot, historyLength) } }) : (taskV03(snapshot, historyLength) satisfies V03Task);
 }
 
 /** The root step of a run (the one the task's output comes from). */
@@ -83,21 +68,30 @@ export function streamResponsesFor(event: RunEvent, snapshot: RunSnapshot, diale
   const taskId = snapshot.runId;
   const contextId = snapshot.contextId;
   const root = rootStepId(snapshot);
-  const status = (state: RunStatus, message?: { text: string; data?: Json }) => {
-    const s = {
-      state: (dialect === "1.0" ? STATE_V1 : STATE_V03)[state],
-      ...(message ? { message: agentMessage(dialect, taskId, contextId, `${taskId}-${event.seq}`, message.text, message.data) } : {}),
-      timestamp: event.at,
+  const metadata = { shaman: { seq: event.seq } };
+  const status = (state: RunStatus, message?: { text: string; data?: Json }): unknown => {
+    const m = message ? agentMessage(`${taskId}-${event.seq}`, message.text, message.data) : undefined;
+    if (dialect === "1.0") {
+      const value = { taskId, contextId, status: { state: STATE_V1[state], message: m && messageV1(m, taskId, contextId), timestamp: event.at }, metadata };
+      return StreamResponse.toJSON({ payload: { $case: "statusUpdate", value } });
+    }
+    const s: V03StatusUpdate = {
+      kind: "status-update",
+      taskId,
+      contextId,
+      status: { state: STATE_V03[state], ...(m ? { message: messageV03(m, taskId, contextId) } : {}), timestamp: event.at },
+      final: FINAL_STATES.has(state),
+      metadata,
     };
-    return dialect === "1.0"
-      ? { statusUpdate: { taskId, contextId, status: s, metadata: { shaman: { seq: event.seq } } } }
-      : { kind: "status-update", taskId, contextId, status: s, final: FINAL_STATES.has(state), metadata: { shaman: { seq: event.seq } } };
+    return s;
   };
-  const artifact = (artifactId: string, name: string, text: string, append: boolean, lastChunk: boolean) => {
-    const a = { artifactId, name, parts: [dialect === "1.0" ? { text, mediaType: "text/plain" } : { kind: "text", text }] };
-    return dialect === "1.0"
-      ? { artifactUpdate: { taskId, contextId, artifact: a, append, lastChunk, metadata: { shaman: { seq: event.seq } } } }
-      : { kind: "artifact-update", taskId, contextId, artifact: a, append, lastChunk, metadata: { shaman: { seq: event.seq } } };
+  const artifact = (artifactId: string, name: string, text: string, append: boolean, lastChunk: boolean): unknown => {
+    if (dialect === "1.0") {
+      const a = { artifactId, name, description: "", parts: [partV1({ kind: "text", text, mediaType: "text/plain" })], metadata: undefined, extensions: [] };
+      return StreamResponse.toJSON({ payload: { $case: "artifactUpdate", value: { taskId, contextId, artifact: a, append, lastChunk, metadata } } });
+    }
+    const u: V03ArtifactUpdate = { kind: "artifact-update", taskId, contextId, artifact: { artifactId, name, parts: [partV03({ kind: "text", text })] }, append, lastChunk, metadata };
+    return u;
   };
 
   switch (event.type) {
@@ -129,17 +123,7 @@ export function streamResponsesFor(event: RunEvent, snapshot: RunSnapshot, diale
   }
 }
 
-function agentMessage(dialect: Dialect, taskId: string, contextId: string, messageId: string, text: string, data?: Json): Record<string, unknown> {
-  const parts =
-    dialect === "1.0"
-      ? [{ text }, ...(data !== undefined ? [{ data, mediaType: "application/json" }] : [])]
-      : [{ kind: "text", text }, ...(data !== undefined ? [{ kind: "data", data }] : [])];
-  return {
-    ...(dialect === "0.3" ? { kind: "message" } : {}),
-    messageId,
-    contextId,
-    taskId,
-    role: dialect === "1.0" ? "ROLE_AGENT" : "agent",
-    parts,
-  };
+/** An agent message of a status update: the text, and the data (as JSON) when there is some. */
+function agentMessage(messageId: string, text: string, data?: Json): StoredMessage {
+  return { messageId, role: "agent", parts: [{ kind: "text", text }, ...(data !== undefined ? [{ kind: "data" as const, data, mediaType: "application/json" }] : [])] };
 }

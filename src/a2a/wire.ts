@@ -2,9 +2,12 @@
  * A2A wire shapes for both dialects Shaman speaks: v1.0 (proto JSON: `ROLE_USER`,
  * `TASK_STATE_COMPLETED`, parts as `{text}` / `{data}` / `{url}` / `{raw}`) and v0.3
  * (`kind`-tagged parts, lowercase roles and states). Incoming messages are normalised to
- * `StoredMessage`; outgoing tasks are rendered per dialect.
+ * `StoredMessage`; outgoing tasks are rendered per dialect: v1.0 as `@a2a-js/sdk`'s own
+ * objects written with its `toJSON`, v0.3 typed by the SDK's v0.3 types.
  */
 import { z } from "zod";
+import { Artifact, Message, Part, Role, Task, TaskState, type TaskStatus } from "@a2a-js/sdk";
+import type { LegacyRestTransportHandler } from "@a2a-js/sdk/compat/v0_3/server";
 import type { Json, RunSnapshot, RunStatus, StoredMessage, StoredPart } from "../runs/types";
 
 export type Dialect = "1.0" | "0.3";
@@ -104,16 +107,21 @@ export const TaskIdParams = z.object({
   metadata: Metadata,
 });
 
-export const TASK_STATES_V1 = [
-  "TASK_STATE_SUBMITTED",
-  "TASK_STATE_WORKING",
-  "TASK_STATE_INPUT_REQUIRED",
-  "TASK_STATE_COMPLETED",
-  "TASK_STATE_FAILED",
-  "TASK_STATE_CANCELED",
-  "TASK_STATE_REJECTED",
-  "TASK_STATE_AUTH_REQUIRED",
-] as const;
+/** The v1.0 task state names: the SDK's `TaskState` enum. */
+type TaskStateName = Exclude<keyof typeof TaskState, "UNRECOGNIZED">;
+const TASK_STATE_NAMES = Object.keys(TaskState).filter((k) => Number.isNaN(Number(k)) && k !== "UNRECOGNIZED") as [TaskStateName, ...TaskStateName[]];
+
+/** The v0.3 task state names (the SDK's v0.3 `TaskState`, but `unknown`), as v1.0 states. */
+const V03_STATES: Record<Exclude<V03TaskState, "unknown">, TaskState> = {
+  submitted: TaskState.TASK_STATE_SUBMITTED,
+  working: TaskState.TASK_STATE_WORKING,
+  "input-required": TaskState.TASK_STATE_INPUT_REQUIRED,
+  completed: TaskState.TASK_STATE_COMPLETED,
+  failed: TaskState.TASK_STATE_FAILED,
+  canceled: TaskState.TASK_STATE_CANCELED,
+  rejected: TaskState.TASK_STATE_REJECTED,
+  "auth-required": TaskState.TASK_STATE_AUTH_REQUIRED,
+};
 
 /**
  * `ListTasks` params (spec §3.1.4): every field optional; `pageSize` 1–100 (default 50),
@@ -126,7 +134,7 @@ export const ListTasksParams = z
     tenant: z.string().optional(),
     contextId: z.string().min(1).max(200).optional(),
     status: z
-      .enum([...TASK_STATES_V1, "submitted", "working", "input-required", "completed", "failed", "canceled", "rejected", "auth-required", "TASK_STATE_UNSPECIFIED"])
+      .enum([...TASK_STATE_NAMES, ...(Object.keys(V03_STATES) as (keyof typeof V03_STATES)[])])
       .optional(),
     pageSize: z.number().int().min(1).max(100).optional(),
     pageToken: z.string().max(500).optional(),
@@ -141,30 +149,9 @@ export type ListTasksRequest = z.infer<typeof ListTasksParams>;
 
 /** The run status a `ListTasks` status filter means (null: a state no run of Shaman is ever in). */
 export function runStatusOf(state: NonNullable<ListTasksRequest["status"]>): RunStatus | null | undefined {
-  switch (state) {
-    case "TASK_STATE_UNSPECIFIED":
-      return undefined;
-    case "TASK_STATE_SUBMITTED":
-    case "submitted":
-      return "submitted";
-    case "TASK_STATE_WORKING":
-    case "working":
-      return "working";
-    case "TASK_STATE_INPUT_REQUIRED":
-    case "input-required":
-      return "input_required";
-    case "TASK_STATE_COMPLETED":
-    case "completed":
-      return "completed";
-    case "TASK_STATE_FAILED":
-    case "failed":
-      return "failed";
-    case "TASK_STATE_CANCELED":
-    case "canceled":
-      return "canceled";
-    default:
-      return null;
-  }
+  const v1 = state in V03_STATES ? V03_STATES[state as keyof typeof V03_STATES] : TaskState[state as TaskStateName];
+  if (v1 === TaskState.TASK_STATE_UNSPECIFIED) return undefined;
+  return (Object.keys(STATE_V1) as RunStatus[]).find((s) => STATE_V1[s] === v1) ?? null;
 }
 
 /** The text of a message: its text parts, and its data parts as JSON, one per line. */
@@ -238,17 +225,36 @@ export function normaliseSend(dialect: Dialect, params: unknown): Normalised {
 }
 
 // ---- rendering -----------------------------------------------------------------------
+//
+// v1.0 objects are the SDK's own (`Task`, `Message`, `Part`, `Artifact`, `TaskStatus` of
+// `@a2a-js/sdk`), written with its generated `toJSON` (proto JSON: enums by name, empty
+// strings, `false` and empty lists left out). v0.3 objects are typed by the SDK's v0.3
+// types (below), which its compat layer declares but does not export by name.
 
-const STATE_V1: Record<RunStatus, string> = {
-  submitted: "TASK_STATE_SUBMITTED",
-  working: "TASK_STATE_WORKING",
-  input_required: "TASK_STATE_INPUT_REQUIRED",
-  completed: "TASK_STATE_COMPLETED",
-  failed: "TASK_STATE_FAILED",
-  canceled: "TASK_STATE_CANCELED",
+/** The SDK's v0.3 wire types, read off its v0.3 REST handler's signatures. */
+type V03Handler = LegacyRestTransportHandler;
+export type V03Task = Awaited<ReturnType<V03Handler["getTask"]>>;
+export type V03Message = Parameters<V03Handler["sendMessage"]>[0]["message"];
+export type V03Part = V03Message["parts"][number];
+export type V03Artifact = NonNullable<V03Task["artifacts"]>[number];
+export type V03TaskState = V03Task["status"]["state"];
+export type V03StreamEvent = Awaited<ReturnType<V03Handler["sendMessageStream"]>> extends AsyncGenerator<infer E, unknown, unknown> ? E : never;
+export type V03StatusUpdate = Extract<V03StreamEvent, { kind: "status-update" }>;
+export type V03ArtifactUpdate = Extract<V03StreamEvent, { kind: "artifact-update" }>;
+type V03File = Extract<V03Part, { kind: "file" }>["file"];
+
+/** A task state in v1.0 (the SDK's enum) for a run status. */
+export const STATE_V1: Record<RunStatus, TaskState> = {
+  submitted: TaskState.TASK_STATE_SUBMITTED,
+  working: TaskState.TASK_STATE_WORKING,
+  input_required: TaskState.TASK_STATE_INPUT_REQUIRED,
+  completed: TaskState.TASK_STATE_COMPLETED,
+  failed: TaskState.TASK_STATE_FAILED,
+  canceled: TaskState.TASK_STATE_CANCELED,
 };
 
-const STATE_V03: Record<RunStatus, string> = {
+/** A task state in v0.3 for a run status. */
+export const STATE_V03: Record<RunStatus, V03TaskState> = {
   submitted: "submitted",
   working: "working",
   input_required: "input-required",
@@ -257,32 +263,65 @@ const STATE_V03: Record<RunStatus, string> = {
   canceled: "canceled",
 };
 
-function renderPart(dialect: Dialect, p: StoredPart): Record<string, unknown> {
-  if (dialect === "1.0") {
-    const extra = p.mediaType ? { mediaType: p.mediaType } : {};
-    if (p.kind === "text") return { text: p.text, ...extra };
-    if (p.kind === "data") return { data: p.data, ...extra };
-    return { ...(p.url ? { url: p.url } : {}), ...(p.raw ? { raw: p.raw } : {}), ...(p.filename ? { filename: p.filename } : {}), ...extra };
-  }
-  if (p.kind === "text") return { kind: "text", text: p.text };
-  if (p.kind === "data") return { kind: "data", data: p.data };
-  return { kind: "file", file: { ...(p.url ? { uri: p.url } : {}), ...(p.raw ? { bytes: p.raw } : {}), ...(p.filename ? { name: p.filename } : {}), ...(p.mediaType ? { mimeType: p.mediaType } : {}) } };
+/** workerd's `Buffer` (`nodejs_compat`): the SDK's `Part` holds raw bytes in one and encodes them with it. */
+const NodeBuffer = (globalThis as unknown as { Buffer: { from(data: string, encoding: "base64"): Uint8Array } }).Buffer;
+
+/** A stored part as the SDK's v1.0 `Part`. */
+export function partV1(p: StoredPart): Part {
+  const content: Part["content"] =
+    p.kind === "text"
+      ? { $case: "text", value: p.text }
+      : p.kind === "data"
+        ? { $case: "data", value: p.data }
+        : p.url
+          ? { $case: "url", value: p.url }
+          : p.raw
+            ? { $case: "raw", value: NodeBuffer.from(p.raw, "base64") }
+            : undefined;
+  return { content, metadata: undefined, filename: (p.kind === "file" && p.filename) || "", mediaType: p.mediaType ?? "" };
 }
 
-function renderMessage(dialect: Dialect, m: StoredMessage, taskId: string, contextId: string): Record<string, unknown> {
+/** A stored part as a v0.3 part. Data that is not an object is wrapped the way the SDK's v0.3 layer wraps it. */
+export function partV03(p: StoredPart): V03Part {
+  if (p.kind === "text") return { kind: "text", text: p.text };
+  if (p.kind === "data") {
+    return p.data !== null && typeof p.data === "object" && !Array.isArray(p.data)
+      ? { kind: "data", data: p.data }
+      : { kind: "data", data: { value: p.data }, metadata: { data_part_compat: true } };
+  }
+  const file = { ...(p.url ? { uri: p.url } : {}), ...(p.raw ? { bytes: p.raw } : {}), ...(p.filename ? { name: p.filename } : {}), ...(p.mediaType ? { mimeType: p.mediaType } : {}) };
+  return { kind: "file", file: file as V03File };
+}
+
+/** A stored message of a task as the SDK's v1.0 `Message`. */
+export function messageV1(m: StoredMessage, taskId: string, contextId: string): Message {
   return {
-    ...(dialect === "0.3" ? { kind: "message" } : {}),
     messageId: m.messageId,
     contextId,
     taskId,
-    role: dialect === "1.0" ? (m.role === "user" ? "ROLE_USER" : "ROLE_AGENT") : m.role,
-    parts: m.parts.map((p) => renderPart(dialect, p)),
+    role: m.role === "user" ? Role.ROLE_USER : Role.ROLE_AGENT,
+    parts: m.parts.map(partV1),
+    metadata: m.metadata,
+    extensions: [],
+    referenceTaskIds: [],
+  };
+}
+
+/** A stored message of a task as a v0.3 message. */
+export function messageV03(m: StoredMessage, taskId: string, contextId: string): V03Message {
+  return {
+    kind: "message",
+    messageId: m.messageId,
+    contextId,
+    taskId,
+    role: m.role,
+    parts: m.parts.map(partV03),
     ...(m.metadata ? { metadata: m.metadata } : {}),
   };
 }
 
-/** The A2A Task for a run, in the caller's dialect. */
-export function renderTask(dialect: Dialect, run: RunSnapshot, historyLength?: number, opts: { includeArtifacts?: boolean } = {}): Record<string, unknown> {
+/** The pieces of a run's Task, in Shaman's own terms (shared by both dialects). */
+function taskParts(run: RunSnapshot, historyLength: number | undefined, includeArtifacts: boolean) {
   const taskId = run.runId;
   const answer: StoredMessage | null =
     run.status === "completed" && run.output !== null
@@ -292,27 +331,53 @@ export function renderTask(dialect: Dialect, run: RunSnapshot, historyLength?: n
         : null;
   let history = [run.message, ...(answer ? [answer] : [])];
   if (historyLength !== undefined) history = historyLength === 0 ? [] : history.slice(-historyLength);
-  const artifacts =
-    opts.includeArtifacts !== false && run.status === "completed" && run.output !== null
-      ? [
-          {
-            artifactId: `${taskId}-result`,
-            name: "result",
-            parts: [renderPart(dialect, { kind: "text", text: run.output, ...(dialect === "1.0" ? { mediaType: "text/plain" } : {}) })],
-          },
-        ]
-      : [];
+  const result = includeArtifacts && run.status === "completed" && run.output !== null ? run.output : null;
   return {
-    ...(dialect === "0.3" ? { kind: "task" } : {}),
-    id: taskId,
-    contextId: run.contextId,
-    status: {
-      state: (dialect === "1.0" ? STATE_V1 : STATE_V03)[run.status],
-      ...(answer && run.status === "failed" ? { message: renderMessage(dialect, answer, taskId, run.contextId) } : {}),
-      timestamp: new Date(run.updatedAt).toISOString(),
-    },
-    artifacts,
-    history: history.map((m) => renderMessage(dialect, m, taskId, run.contextId)),
+    taskId,
+    history,
+    result,
+    statusMessage: answer && run.status === "failed" ? answer : null,
+    timestamp: new Date(run.updatedAt).toISOString(),
     metadata: { shaman: { agent: run.agent.name, runId: run.runId, commit: run.agent.commit } },
   };
+}
+
+/** The v1.0 Task of a run, as the SDK's `Task` object. */
+export function taskV1(run: RunSnapshot, historyLength?: number, opts: { includeArtifacts?: boolean } = {}): Task {
+  const t = taskParts(run, historyLength, opts.includeArtifacts !== false);
+  const status: TaskStatus = {
+    state: STATE_V1[run.status],
+    message: t.statusMessage ? messageV1(t.statusMessage, t.taskId, run.contextId) : undefined,
+    timestamp: t.timestamp,
+  };
+  const artifacts: Artifact[] =
+    t.result !== null
+      ? [{ artifactId: `${t.taskId}-result`, name: "result", description: "", parts: [partV1({ kind: "text", text: t.result, mediaType: "text/plain" })], metadata: undefined, extensions: [] }]
+      : [];
+  return { id: t.taskId, contextId: run.contextId, status, artifacts, history: t.history.map((m) => messageV1(m, t.taskId, run.contextId)), metadata: t.metadata };
+}
+
+/** The v0.3 Task of a run. */
+export function taskV03(run: RunSnapshot, historyLength?: number, opts: { includeArtifacts?: boolean } = {}): V03Task {
+  const t = taskParts(run, historyLength, opts.includeArtifacts !== false);
+  const artifacts: V03Artifact[] = t.result !== null ? [{ artifactId: `${t.taskId}-result`, name: "result", parts: [partV03({ kind: "text", text: t.result })] }] : [];
+  return {
+    kind: "task",
+    id: t.taskId,
+    contextId: run.contextId,
+    status: {
+      state: STATE_V03[run.status],
+      ...(t.statusMessage ? { message: messageV03(t.statusMessage, t.taskId, run.contextId) } : {}),
+      timestamp: t.timestamp,
+    },
+    artifacts,
+    history: t.history.map((m) => messageV03(m, t.taskId, run.contextId)),
+    metadata: t.metadata,
+  };
+}
+
+/** The A2A Task for a run, in the caller's dialect, as JSON (v1.0 through the SDK's `Task.toJSON`). */
+export function renderTask(dialect: Dialect, run: RunSnapshot, historyLength?: number, opts: { includeArtifacts?: boolean } = {}): Record<string, unknown> {
+  if (dialect === "1.0") return Task.toJSON(taskV1(run, historyLength, opts)) as Record<string, unknown>;
+  return taskV03(run, historyLength, opts) as unknown as Record<string, unknown>;
 }
