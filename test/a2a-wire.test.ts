@@ -8,7 +8,7 @@ import { StreamResponse, Task } from "@a2a-js/sdk";
 import { V03PushNotificationSerializer } from "@a2a-js/sdk/compat/v0_3/server";
 import { describe, expect, it } from "vitest";
 import { streamResponsesFor, taskResponse } from "../src/a2a/events";
-import { renderTask } from "../src/a2a/wire";
+import { normaliseSend, renderTask } from "../src/a2a/wire";
 import type { RunEvent, RunSnapshot } from "../src/runs/types";
 
 const message: RunSnapshot["message"] = {
@@ -115,5 +115,16 @@ describe("v0.3: what the SDK's v0.3 layer makes of the v1.0 shapes", () => {
     const run = snapshot({ message: { messageId: "m2", role: "user", parts: [{ kind: "data", data: [1, 2] }] } });
     expect((renderTask("0.3", run).history as { parts: unknown[] }[])[0]!.parts[0]).toEqual({ kind: "data", data: { value: [1, 2] }, metadata: { data_part_compat: true } });
     expect(renderTask("0.3", run)).toEqual({ artifacts: [], history: [], ...(v03Of({ task: renderTask("1.0", run) }) as object) });
+  });
+
+  it("data the SDK's v0.3 layer wrapped is unwrapped on the way in; an object named value without the flag is kept", () => {
+    // What the SDK's v0.3 layer sends for a v1.0 data part holding a list.
+    const wrapped = v03Of({ message: { messageId: "m3", role: "ROLE_USER", parts: [{ data: [1, 2] }, { data: { value: 3 } }] } }) as { parts: unknown[] };
+    expect(wrapped.parts[0]).toEqual({ kind: "data", data: { value: [1, 2] }, metadata: { data_part_compat: true } });
+    const sent = normaliseSend("0.3", { message: wrapped });
+    expect(sent.success && sent.data.message.parts).toEqual([
+      { kind: "data", data: [1, 2] },
+      { kind: "data", data: { value: 3 } },
+    ]);
   });
 });

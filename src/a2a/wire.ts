@@ -161,6 +161,12 @@ export function messageText(m: StoredMessage): string {
     .join("\n");
 }
 
+/** The SDK's v0.3 layer sends data that is not an object as `{value}` with `data_part_compat`: the value it wraps. */
+const DATA_PART_COMPAT = "data_part_compat";
+function unwrapDataV03(data: Json, metadata: Record<string, Json> | undefined): Json {
+  return metadata?.[DATA_PART_COMPAT] === true && data !== null && typeof data === "object" && !Array.isArray(data) && "value" in data ? (data.value ?? null) : data;
+}
+
 export interface SendRequest {
   message: StoredMessage;
   contextId: string | undefined;
@@ -201,7 +207,7 @@ export function normaliseSend(dialect: Dialect, params: unknown): Normalised {
   const m = r.data.message;
   const parts: StoredPart[] = m.parts.map((p) => {
     if (p.kind === "text") return { kind: "text", text: p.text };
-    if (p.kind === "data") return { kind: "data", data: p.data as Json };
+    if (p.kind === "data") return { kind: "data", data: unwrapDataV03(p.data as Json, p.metadata) };
     return {
       kind: "file",
       ...(p.file.uri ? { url: p.file.uri } : {}),
@@ -287,7 +293,7 @@ export function partV03(p: StoredPart): V03Part {
   if (p.kind === "data") {
     return p.data !== null && typeof p.data === "object" && !Array.isArray(p.data)
       ? { kind: "data", data: p.data }
-      : { kind: "data", data: { value: p.data }, metadata: { data_part_compat: true } };
+      : { kind: "data", data: { value: p.data }, metadata: { [DATA_PART_COMPAT]: true } };
   }
   const file = { ...(p.url ? { uri: p.url } : {}), ...(p.raw ? { bytes: p.raw } : {}), ...(p.filename ? { name: p.filename } : {}), ...(p.mediaType ? { mimeType: p.mediaType } : {}) };
   return { kind: "file", file: file as V03File };
