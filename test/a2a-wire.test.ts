@@ -128,3 +128,44 @@ describe("v0.3: what the SDK's v0.3 layer makes of the v1.0 shapes", () => {
     ]);
   });
 });
+
+describe("v1.0 SendMessage params: checked by the schema, read by the SDK's codec", () => {
+  it("every kind of part, data null included; raw bytes stored as standard base64", () => {
+    const sent = normaliseSend("1.0", {
+      message: {
+        messageId: "m4",
+        contextId: "",
+        role: "ROLE_USER",
+        parts: [{ text: "hi", mediaType: "text/plain" }, { data: null }, { raw: "-_8", filename: "b.bin" }, { url: "https://x.example/a", filename: "a" }],
+        metadata: { k: "v" },
+      },
+      configuration: { historyLength: 2, returnImmediately: true },
+    });
+    expect(sent).toEqual({
+      success: true,
+      data: {
+        message: {
+          messageId: "m4",
+          role: "user",
+          parts: [
+            { kind: "text", text: "hi", mediaType: "text/plain" },
+            { kind: "data", data: null },
+            { kind: "file", raw: "+/8=", filename: "b.bin" },
+            { kind: "file", url: "https://x.example/a", filename: "a" },
+          ],
+          metadata: { k: "v" },
+        },
+        contextId: undefined,
+        taskId: undefined,
+        returnImmediately: true,
+        historyLength: 2,
+      },
+    });
+  });
+
+  it("raw that is not base64 is refused (a -32602 on the wire)", () => {
+    const sent = normaliseSend("1.0", { message: { messageId: "m5", role: "ROLE_USER", parts: [{ raw: "not base64!" }] } });
+    expect(sent.success).toBe(false);
+    expect(!sent.success && sent.error.issues[0]?.message).toBe("raw: not base64");
+  });
+});

@@ -6,7 +6,7 @@
  * objects written with its `toJSON`, v0.3 typed by the SDK's v0.3 types.
  */
 import { z } from "zod";
-import { Artifact, Message, Part, Role, Task, TaskState, type TaskStatus } from "@a2a-js/sdk";
+import { Artifact, Message, Part, Role, SendMessageRequest, Task, TaskState, type TaskStatus } from "@a2a-js/sdk";
 import type { LegacyRestTransportHandler } from "@a2a-js/sdk/compat/v0_3/server";
 import type { Json, RunSnapshot, RunStatus, StoredMessage, StoredPart } from "../runs/types";
 
@@ -20,7 +20,8 @@ const Metadata = z.record(z.string(), JsonValue).optional();
 const PartV1 = z
   .object({
     text: z.string().optional(),
-    raw: z.string().optional(),
+    // Proto JSON bytes: base64, standard or URL-safe, padded or not.
+    raw: z.string().regex(/^[A-Za-z0-9+/_-]*={0,2}$/, "raw: not base64").optional(),
     url: z.string().optional(),
     data: JsonValue.optional(),
     metadata: Metadata,
@@ -35,7 +36,8 @@ const MessageV1 = z.object({
   messageId: z.string().min(1).max(200),
   contextId: z.string().max(200).optional(),
   taskId: z.string().max(200).optional(),
-  role: z.enum(["ROLE_USER", "ROLE_AGENT", "user", "agent"]),
+  // The SDK's `Role` names (and the v0.3 spellings some clients send).
+  role: z.enum(["ROLE_USER", "ROLE_AGENT", "user", "agent"] as const satisfies readonly (keyof typeof Role | "user" | "agent")[]),
   parts: z.array(PartV1).min(1).max(100),
   metadata: Metadata,
   extensions: z.array(z.string()).optional(),
@@ -177,27 +179,39 @@ export interface SendRequest {
   pushConfig?: unknown;
 }
 
+/** An SDK v1.0 `Part` (read by its codec from a part the schema checked) as a stored part. */
+function storedPartV1(p: Part): StoredPart {
+  const extra = p.mediaType ? { mediaType: p.mediaType } : {};
+  const file = p.filename ? { filename: p.filename } : {};
+  const c = p.content;
+  if (c?.$case === "text") return { kind: "text", text: c.value, ...extra };
+  if (c?.$case === "url") return { kind: "file", ...(c.value ? { url: c.value } : {}), ...file, ...extra };
+  if (c?.$case === "raw") {
+    const raw = NodeBuffer.from(c.value as Uint8Array).toString("base64");
+    return { kind: "file", ...(raw ? { raw } : {}), ...file, ...extra };
+  }
+  // `data`; `data: null` too, which the codec reads as no content (the schema lets only data be null).
+  return { kind: "data", data: c?.$case === "data" ? (c.value as Json) : null, ...extra };
+}
+
 export type Normalised = { success: true; data: SendRequest } | { success: false; error: z.ZodError };
 
 export function normaliseSend(dialect: Dialect, params: unknown): Normalised {
   if (dialect === "1.0") {
     const r = SendMessageParamsV1.safeParse(params);
     if (!r.success) return { success: false, error: r.error };
-    const m = r.data.message;
-    const parts: StoredPart[] = m.parts.map((p) => {
-      const extra = p.mediaType ? { mediaType: p.mediaType } : {};
-      if (p.text !== undefined) return { kind: "text", text: p.text, ...extra };
-      if (p.data !== undefined) return { kind: "data", data: p.data as Json, ...extra };
-      return { kind: "file", ...(p.url ? { url: p.url } : {}), ...(p.raw ? { raw: p.raw } : {}), ...(p.filename ? { filename: p.filename } : {}), ...extra };
-    });
+    // The schema has checked it; the SDK's codec reads it into the SDK's own request.
+    const req: SendMessageRequest = SendMessageRequest.fromJSON(r.data);
+    const m = req.message!;
+    const parts = m.parts.map(storedPartV1);
     return {
       success: true,
       data: {
         message: { messageId: m.messageId, role: "user", parts, ...(m.metadata ? { metadata: m.metadata } : {}) },
         contextId: m.contextId || undefined,
         taskId: m.taskId || undefined,
-        returnImmediately: r.data.configuration?.returnImmediately ?? false,
-        historyLength: r.data.configuration?.historyLength,
+        returnImmediately: req.configuration?.returnImmediately ?? false,
+        historyLength: req.configuration?.historyLength,
         ...(r.data.configuration?.taskPushNotificationConfig != null ? { pushConfig: r.data.configuration.taskPushNotificationConfig } : {}),
       },
     };
@@ -270,7 +284,7 @@ export const STATE_V03: Record<RunStatus, V03TaskState> = {
 };
 
 /** workerd's `Buffer` (`nodejs_compat`): the SDK's `Part` holds raw bytes in one and encodes them with it. */
-const NodeBuffer = (globalThis as unknown as { Buffer: { from(data: string, encoding: "base64"): Uint8Array } }).Buffer;
+const NodeBuffer = (globalThis as unknown as { Buffer: { from(data: string, encoding: "base64"): Uint8Array; from(data: Uint8Array): { toString(encoding: "base64"): string } } }).Buffer;
 
 /** A stored part as the SDK's v1.0 `Part`. */
 export function partV1(p: StoredPart): Part {
