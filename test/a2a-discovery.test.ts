@@ -275,6 +275,26 @@ describe("the host root card and the directory", () => {
   });
 });
 
+describe("browsers on other origins (CORS)", () => {
+  it("may read public discovery: preflights answered, anonymous answers open to any origin, answers for a credential not", async () => {
+    for (const path of ["/a2a/agents/Summarize/.well-known/agent-card.json", "/.well-known/agent-card.json", "/.well-known/agents.json", "/a2a/agents"]) {
+      const pre = await worker.fetch(`http://${ORG}.localhost${path}`, {
+        method: "OPTIONS",
+        headers: { origin: "https://app.example", "access-control-request-method": "GET", "access-control-request-headers": "a2a-version" },
+      });
+      expect(pre.status, path).toBe(204);
+      expect(pre.headers.get("access-control-allow-origin")).toBe("*");
+      expect(pre.headers.get("access-control-allow-headers")).toContain("A2A-Version");
+      const got = await anon(path, { ...v1, origin: "https://app.example" });
+      expect(got.status, path).toBe(200);
+      expect(got.headers.get("access-control-allow-origin")).toBe("*");
+    }
+    const withKey = await anon("/a2a/agents/Summarize/.well-known/agent-card.json", { ...v1, authorization: `Bearer ${keyOf(ORG)}`, origin: "https://app.example" });
+    expect(withKey.status).toBe(200);
+    expect(withKey.headers.get("access-control-allow-origin")).toBeNull();
+  });
+});
+
 describe("ETag and If-None-Match", () => {
   it("answers 304 for a matching (weak or strong, listed or *) tag, 200 for a stale one; the tag follows the card and the dialect", async () => {
     const path = "/a2a/agents/Summarize/.well-known/agent-card.json";

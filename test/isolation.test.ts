@@ -62,6 +62,12 @@ const ROUTES: RouteCase[] = [
   // Local benchmarks only (SHAMAN_ENV=development and SHAMAN_DEV_BENCH=true): reads no org data; test/dev-bench.test.ts.
   { method: "POST", pattern: "/_dev/bench/mcp", kind: "public" },
   { method: "POST", pattern: "/_admin/bootstrap", kind: "public" },
+  // CORS preflights of public discovery: the same fixed answer for every org and path, nothing read.
+  { method: "OPTIONS", pattern: "/a2a/agents", kind: "public" },
+  { method: "OPTIONS", pattern: "/.well-known/agents.json", kind: "public" },
+  { method: "OPTIONS", pattern: "/a2a/agents/:name/.well-known/agent-card.json", kind: "public" },
+  { method: "OPTIONS", pattern: "/a2a/agents/:repo/:name/.well-known/agent-card.json", kind: "public" },
+  { method: "OPTIONS", pattern: "/.well-known/agent-card.json", kind: "public" },
   // Discovery: public without a credential (src/a2a/cards.ts), authenticated with one or when the org requires it.
   {
     method: "GET",

@@ -104,6 +104,21 @@ async function visibleAgent(c: Context<AppEnv>, name: string): Promise<AgentInde
 
 // ---- routes -----------------------------------------------------------------------------
 
+// Browsers on any origin may read public discovery (the answers are the same for everyone):
+// a preflight for the headers A2A clients send, answered before any credential is looked at.
+// Answers made for an authenticated caller carry no CORS headers.
+const CORS_PUBLIC = { "access-control-allow-origin": "*", "access-control-expose-headers": "ETag" };
+const preflight = (c: Context<AppEnv>) =>
+  c.body(null, 204, {
+    ...CORS_PUBLIC,
+    "access-control-allow-methods": "GET",
+    "access-control-allow-headers": "A2A-Version, If-None-Match",
+    "access-control-max-age": "600",
+  });
+for (const path of ["/a2a/agents", "/.well-known/agents.json", "/a2a/agents/:name/.well-known/agent-card.json", "/a2a/agents/:repo/:name/.well-known/agent-card.json", "/.well-known/agent-card.json"]) {
+  cardRoutes.options(path, preflight);
+}
+
 cardRoutes.get("/a2a/agents", discoveryAccess, (c) => directory(c));
 cardRoutes.get("/.well-known/agents.json", discoveryAccess, (c) => directory(c));
 cardRoutes.get("/a2a/agents/:name/.well-known/agent-card.json", discoveryAccess, (c) => agentCard(c, c.req.param("name")));
@@ -185,6 +200,7 @@ async function cacheable(c: Context<AppEnv>, value: unknown): Promise<Response> 
     // The answer depends on the dialect asked for, and on whether (and which) credential came.
     vary: "A2A-Version, Authorization, Cookie, X-Session-Token",
   };
+  if (!isAuthenticated(c)) Object.assign(headers, CORS_PUBLIC);
   if (matchesIfNoneMatch(c.req.header("if-none-match"), etag)) return c.body(null, 304, headers);
   return c.body(body, 200, { ...headers, "content-type": "application/json" });
 }
