@@ -5,12 +5,13 @@
  * client must not be able to tell apart (another org's or another agent's task).
  */
 import { env } from "cloudflare:workers";
-import { Role, TaskState, type AgentCard, type Message, type Task } from "@a2a-js/sdk";
-import { ClientFactory, JsonRpcTransportFactory, RestTransportFactory, type Client } from "@a2a-js/sdk/client";
+import { Role, TaskState, type Message, type Task } from "@a2a-js/sdk";
+import type { Client } from "@a2a-js/sdk/client";
 import { beforeAll, describe, expect, it } from "vitest";
 import { bound } from "../src/a2a/conversation";
-import { eventually, keyOf, orgFetch, rpc, seedOrg, sendMessage, worker } from "./helpers";
+import { eventually, orgFetch, rpc, seedOrg, sendMessage } from "./helpers";
 import { requestsFor } from "./pump";
+import { BINDINGS, sdkClient, type Binding } from "./a2a-sdk-client";
 
 const ORG = "methods";
 const OTHER = "methods-other";
@@ -34,34 +35,8 @@ beforeAll(async () => {
   await seedOrg(OTHER, { "Echo/prompt.md": agent("Echo", "Answer the request.") });
 });
 
-type Binding = "JSONRPC" | "HTTP+JSON";
-const BINDINGS: Binding[] = ["JSONRPC", "HTTP+JSON"];
-
 /** The SDK's client for an agent over one binding; its requests go to the Worker with the org's key. */
-async function client(agentName: string, binding: Binding, slug = ORG): Promise<Client> {
-  const url = `http://${slug}.localhost/a2a/agents/${agentName}`;
-  const fetchImpl: typeof fetch = (input, init) => {
-    const req = new Request(input, init);
-    const headers = new Headers(req.headers);
-    headers.set("authorization", `Bearer ${keyOf(slug)}`);
-    return worker.fetch(new Request(req, { headers }));
-  };
-  const card = {
-    name: `${agentName} (the test's card)`,
-    description: agentName,
-    version: "1",
-    supportedInterfaces: [{ url, protocolBinding: binding, protocolVersion: "1.0", tenant: "" }],
-    capabilities: { streaming: true, pushNotifications: true, extensions: [], extendedAgentCard: true },
-    defaultInputModes: ["text/plain"],
-    defaultOutputModes: ["text/plain"],
-    skills: [],
-    securitySchemes: {},
-    securityRequirements: [],
-    signatures: [],
-  } as unknown as AgentCard;
-  const factory = new ClientFactory({ transports: [new JsonRpcTransportFactory({ fetchImpl }), new RestTransportFactory({ fetchImpl })] });
-  return factory.createFromAgentCard(card);
-}
+const client = (agentName: string, binding: Binding, slug = ORG): Promise<Client> => sdkClient(slug, agentName, binding);
 
 function message(text: string, opts: { contextId?: string; taskId?: string; messageId?: string; metadata?: Record<string, unknown> } = {}): Message {
   return {

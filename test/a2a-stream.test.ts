@@ -6,8 +6,8 @@
  * Worker, run objects and queue (the agents use the offline model).
  */
 import { env } from "cloudflare:workers";
-import { StreamResponse, TaskState, type AgentCard } from "@a2a-js/sdk";
-import { ClientFactory, JsonRpcTransportFactory, RestTransportFactory, type Client } from "@a2a-js/sdk/client";
+import { StreamResponse, TaskState } from "@a2a-js/sdk";
+import type { Client } from "@a2a-js/sdk/client";
 import { Hono } from "hono";
 import { beforeAll, describe, expect, it } from "vitest";
 import { JsonRpcError } from "../src/a2a/jsonrpc";
@@ -16,6 +16,7 @@ import type { Dialect } from "../src/a2a/wire";
 import type { AppEnv } from "../src/http/app-env";
 import { runStub } from "../src/runs/stub";
 import { collect, keyOf, orgFetch, rpc, seedOrg, sendMessage, worker, type SeedResult } from "./helpers";
+import { BINDINGS, sdkClient, type Binding } from "./a2a-sdk-client";
 
 const ORG = "streams";
 const OTHER = "streams-other";
@@ -85,32 +86,7 @@ type Target = (req: Request) => Promise<Response>;
 const small: Target = async (req) => streams.fetch(req, env);
 const real: Target = async (req) => worker.fetch(req);
 
-type Binding = "JSONRPC" | "HTTP+JSON";
-const BINDINGS: Binding[] = ["JSONRPC", "HTTP+JSON"];
-
-async function client(agentName: string, binding: Binding, target: Target = real): Promise<Client> {
-  const url = `http://${ORG}.localhost/a2a/agents/${agentName}`;
-  const fetchImpl: typeof fetch = (input, init) => {
-    const req = new Request(input, init);
-    const headers = new Headers(req.headers);
-    headers.set("authorization", `Bearer ${keyOf(ORG)}`);
-    return target(new Request(req, { headers }));
-  };
-  const card = {
-    name: agentName,
-    description: agentName,
-    version: "1",
-    supportedInterfaces: [{ url, protocolBinding: binding, protocolVersion: "1.0", tenant: "" }],
-    capabilities: { streaming: true, pushNotifications: false, extensions: [], extendedAgentCard: false },
-    defaultInputModes: ["text/plain"],
-    defaultOutputModes: ["text/plain"],
-    skills: [],
-    securitySchemes: {},
-    securityRequirements: [],
-    signatures: [],
-  } as unknown as AgentCard;
-  return new ClientFactory({ transports: [new JsonRpcTransportFactory({ fetchImpl }), new RestTransportFactory({ fetchImpl })] }).createFromAgentCard(card);
-}
+const client = (agentName: string, binding: Binding, target: Target = real): Promise<Client> => sdkClient(ORG, agentName, binding, target);
 
 const message = (text: string) => ({ messageId: crypto.randomUUID(), contextId: "", taskId: "", role: 1, parts: [{ content: { $case: "text", value: text } }], metadata: undefined, extensions: [], referenceTaskIds: [] }) as any;
 

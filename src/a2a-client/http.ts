@@ -6,6 +6,7 @@
  * (a credentialed base fetch follows same-origin ones itself, see src/net/outbound.ts).
  * What it saw is written to the call's CallLog, so errors can be classified afterwards.
  */
+import { BodyTooLargeError, readBodyLimited } from "../http/limited-body";
 import { OutboundError } from "../net/outbound";
 import { outboundUrlProblem, type UrlPolicy } from "../net/url-policy";
 import { RemoteCallError, type CallLog } from "./errors";
@@ -67,8 +68,11 @@ export function boundedFetch(base: typeof fetch, log: CallLog, opts: BoundedFetc
       return res;
     }
     try {
-      const body = await readLimited(res, MAX_RESPONSE_BYTES);
-      if (body === null) {
+      let body: Uint8Array;
+      try {
+        body = await readBodyLimited(res, MAX_RESPONSE_BYTES);
+      } catch (tooLarge) {
+        if (!(tooLarge instanceof BodyTooLargeError)) throw tooLarge;
         log.tooLarge = true;
         throw new RemoteCallError(`${opts.who} answered with more than ${MAX_RESPONSE_BYTES} bytes`, false, { status: res.status });
       }
@@ -82,36 +86,6 @@ export function boundedFetch(base: typeof fetch, log: CallLog, opts: BoundedFetc
       done();
     }
   };
-}
-
-/** The body, or null when it is larger than `max` bytes. */
-async function readLimited(res: Response, max: number): Promise<Uint8Array | null> {
-  if (!res.body) return new Uint8Array(0);
-  const declared = Number(res.headers.get("content-length"));
-  if (Number.isFinite(declared) && declared > max) {
-    await res.body.cancel().catch(() => undefined);
-    return null;
-  }
-  const reader = res.body.getReader();
-  const chunks: Uint8Array[] = [];
-  let total = 0;
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    total += value.byteLength;
-    if (total > max) {
-      await reader.cancel().catch(() => undefined);
-      return null;
-    }
-    chunks.push(value);
-  }
-  const out = new Uint8Array(total);
-  let at = 0;
-  for (const c of chunks) {
-    out.set(c, at);
-    at += c.byteLength;
-  }
-  return out;
 }
 
 export function safeOrigin(raw: string): string {
