@@ -11,10 +11,7 @@
 //                                  model calls each named tool once)
 //                      every tool is annotated read-only; the server counts tool executions
 //                      and the JSON-RPC methods it was sent (`GET /__calls` → { calls, methods }).
-import { spawn } from "node:child_process";
-import { createRequire } from "node:module";
 import { createServer } from "node:http";
-import { dirname, join } from "node:path";
 import { toNodeHandler } from "@modelcontextprotocol/node";
 import { createMcpHandler, McpServer } from "@modelcontextprotocol/server";
 import { z } from "zod";
@@ -22,41 +19,8 @@ import { freePort } from "../scripts/local.mjs";
 
 export const BENCH_TOOLS = Array.from({ length: 20 }, (_, i) => `tool${String(i + 1).padStart(2, "0")}`);
 
-export async function startEverything() {
-  const port = await freePort();
-  const require = createRequire(import.meta.url);
-  const pkg = require.resolve("@modelcontextprotocol/server-everything/package.json");
-  const child = spawn(process.execPath, [join(dirname(pkg), "dist/index.js"), "streamableHttp"], {
-    env: { ...process.env, PORT: String(port) },
-    stdio: ["ignore", "ignore", "pipe"],
-    detached: true,
-  });
-  await new Promise((resolve, reject) => {
-    let err = "";
-    const timer = setTimeout(() => reject(new Error(`server-everything did not start: ${err}`)), 20_000);
-    child.stderr.on("data", (chunk) => {
-      err += chunk.toString();
-      if (err.includes("listening on port")) {
-        clearTimeout(timer);
-        resolve();
-      }
-    });
-    child.on("exit", (code) => {
-      clearTimeout(timer);
-      reject(new Error(`server-everything exited (${code}): ${err}`));
-    });
-  });
-  child.stderr.resume();
-  child.removeAllListeners("exit");
-  return {
-    url: `http://127.0.0.1:${port}/mcp`,
-    close: async () => {
-      try {
-        process.kill(-child.pid, "SIGTERM");
-      } catch {}
-    },
-  };
-}
+// The same server-everything the demo starts (held to 127.0.0.1), one implementation.
+export { startMcpEverything as startEverything } from "../scripts/partners.mjs";
 
 export async function startStateless() {
   let calls = 0;
