@@ -21,6 +21,10 @@ import { ROOT, addGitRepo, freePort, http, migrateLocal, readTree, registerRepos
 const STREAM_SOCKETS = Number(process.env.BENCH_STREAM_SOCKETS ?? 1_000);
 const STREAM_SSE = Number(process.env.BENCH_STREAM_SSE ?? 100);
 const AGENT = process.env.BENCH_STREAM_AGENT ?? "Fan100";
+// The WebSocket bench's run: Fan100 with 15 s model turns, so that every socket is open
+// before its events flow (opening 1,000 takes seconds; the bare object's sockets are all
+// open before it broadcasts, too).
+const WS_AGENT = process.env.BENCH_STREAM_WS_AGENT ?? "Stream100";
 const TIMEOUT_MS = 120_000;
 
 const fmt = (n, d = 0) => (Number.isFinite(n) ? n.toFixed(d) : "NaN");
@@ -33,6 +37,7 @@ const pct = (xs, p) => {
 /** Opens `n` sockets to `url`, resolves once all are open; each records (seq, receive time) until closed. */
 async function openSockets(url, n, headers) {
   const sockets = [];
+  const started = Date.now();
   await Promise.all(
     Array.from({ length: n }, () =>
       new Promise((resolve) => {
@@ -64,6 +69,7 @@ async function openSockets(url, n, headers) {
       }),
     ),
   );
+  sockets.openMs = Date.now() - started;
   return sockets;
 }
 
@@ -92,10 +98,10 @@ function delays(sockets, expectedSeqs, since = 0) {
   return { lastP50: pct(last, 50), lastP99: pct(last, 99), firstP50: pct(one, 50), lost, disorder, errors: sockets.filter((s) => s.error).length };
 }
 
-async function startRun({ port, auth }, text) {
+async function startRun({ port, auth }, text, agent = AGENT) {
   const r = await http({
     port,
-    path: `/_org/acme/a2a/agents/${AGENT}`,
+    path: `/_org/acme/a2a/agents/${agent}`,
     method: "POST",
     headers: { "content-type": "application/json", "a2a-version": "1.0", ...auth },
     body: { jsonrpc: "2.0", id: 1, method: "SendMessage", params: { message: { messageId: `stream-${crypto.randomUUID()}`, role: "ROLE_USER", parts: [{ text }] }, configuration: { returnImmediately: true } } },
@@ -119,8 +125,8 @@ async function eventLog({ port, auth }, runId) {
 
 /** (i) WebSocket fan-out of one run to `n` sockets. */
 async function wsRun(target, n) {
-  // The run waits for its sockets: its first model turn takes 500 ms, and the sockets replay from 0.
-  const runId = await startRun(target, `ws fan-out ${n}`);
+  // The run waits for its sockets: its first model turn takes 15 s, and the sockets replay from 0.
+  const runId = await startRun(target, `ws fan-out ${n}`, WS_AGENT);
   const sockets = await openSockets(`ws://127.0.0.1:${target.port}/_org/acme/runs/${runId}/ws?after=0`, n, target.auth);
   const since = Date.now();
   await Promise.all(sockets.map((s) => s.done));
@@ -130,18 +136,22 @@ async function wsRun(target, n) {
   // The sockets close when the run settles: events after its terminal event are not theirs.
   const end = log.find((e) => e.type === "run.completed" || e.type === "run.failed" || e.type === "run.canceled")?.seq ?? Infinity;
   const d = delays(sockets, log.filter((e) => e.seq <= end).map((e) => e.seq), since);
-  const ats = log.filter((e) => e.seq <= end).map((e) => Date.parse(e.at));
-  return { ...d, events: log.length, measured: log.filter((e) => Date.parse(e.at) >= since).length, spanMs: ats.length > 1 ? ats[ats.length - 1] - ats[0] : 0 };
+  const measured = log.filter((e) => e.seq <= end && Date.parse(e.at) >= since);
+  // What the bare object replays: the measured events' offsets and sizes.
+  const first = measured.length ? Date.parse(measured[0].at) : 0;
+  const schedule = measured.map((e) => [Date.parse(e.at) - first, JSON.stringify(e).length]);
+  if (measured.length < log.length / 2) console.log(`  ! only ${measured.length} of ${log.length} events came after the last of ${n} sockets opened (${sockets.openMs} ms)`);
+  return { ...d, events: log.length, measured: measured.length, schedule, openMs: sockets.openMs };
 }
 
-/** The bare floor: a hibernating object broadcasting `count` messages to `n` sockets. */
-async function bareRun(floorPort, n, count, gapMs) {
+/** The bare floor: a hibernating object broadcasting the same schedule (offsets, sizes) to `n` sockets. */
+async function bareRun(floorPort, n, schedule) {
   const name = `bcast-${crypto.randomUUID()}`;
   const sockets = await openSockets(`ws://127.0.0.1:${floorPort}/bcast/${name}`, n);
-  const r = await http({ port: floorPort, path: `/bcast/${name}?count=${count}&gapMs=${gapMs}`, method: "POST" });
+  const r = await http({ port: floorPort, path: `/bcast/${name}`, method: "POST", headers: { "content-type": "application/json" }, body: { schedule } });
   if (r.status !== 200) throw new Error(`bcast answered ${r.status}: ${r.text}`);
   await Promise.all(sockets.map((s) => s.done));
-  return delays(sockets, Array.from({ length: count }, (_, i) => i + 1));
+  return { ...delays(sockets, Array.from({ length: schedule.length }, (_, i) => i + 1)), openMs: sockets.openMs };
 }
 
 /** One SSE subscriber (A2A SubscribeToTask over JSON-RPC): the (id, receive time) of each event. */
@@ -205,19 +215,17 @@ async function sseRun(target, n) {
 
 /** (i) and (j): the bench, on a Shaman and a floor Worker already running. */
 export async function streamsBench(target, floorPort) {
-  console.log(`\n(i) WebSocket fan-out: ${STREAM_SOCKETS} sockets on one ${AGENT} run, against 1 socket and a bare Durable Object broadcast`);
+  console.log(`\n(i) WebSocket fan-out: ${STREAM_SOCKETS} sockets on one ${WS_AGENT} run, against 1 socket and a bare Durable Object broadcasting the same events`);
   const ws1 = await wsRun(target, 1);
   const wsN = await wsRun(target, STREAM_SOCKETS);
-  // The bare object broadcasts as many messages at the run's own pace (its events' mean gap):
-  // a faster burst would measure the proxy's backlog, not the broadcast.
-  const gapMs = Math.max(1, Math.round(wsN.spanMs / Math.max(1, wsN.events)));
-  const bare1 = await bareRun(floorPort, 1, wsN.events, gapMs);
-  const bareN = await bareRun(floorPort, STREAM_SOCKETS, wsN.events, gapMs);
+  // The bare object broadcasts the run's own measured events: same offsets, same sizes.
+  const bare1 = await bareRun(floorPort, 1, wsN.schedule);
+  const bareN = await bareRun(floorPort, STREAM_SOCKETS, wsN.schedule);
   console.log(`  Shaman, 1 socket:       p50 ${fmt(ws1.lastP50)} ms, p99 ${fmt(ws1.lastP99)} ms (${ws1.events} events)`);
-  console.log(`  Shaman, ${STREAM_SOCKETS} sockets: last socket p50 ${fmt(wsN.lastP50)} ms, p99 ${fmt(wsN.lastP99)} ms; lost ${wsN.lost}, out of order ${wsN.disorder}, errors ${wsN.errors}`);
-  console.log(`  bare DO, 1 socket:      p50 ${fmt(bare1.lastP50)} ms (${wsN.events} messages, one every ${gapMs} ms: the run's pace)`);
-  console.log(`  bare DO, ${STREAM_SOCKETS} sockets: last socket p50 ${fmt(bareN.lastP50)} ms, p99 ${fmt(bareN.lastP99)} ms; lost ${bareN.lost}`);
-  console.log(`  → last socket vs bare broadcast: ${fmt(wsN.lastP50 / bareN.lastP50, 2)}× (target ≤ 1.2×)`);
+  console.log(`  Shaman, ${STREAM_SOCKETS} sockets: last socket p50 ${fmt(wsN.lastP50)} ms, p99 ${fmt(wsN.lastP99)} ms over ${wsN.measured} of ${wsN.events} events; lost ${wsN.lost}, out of order ${wsN.disorder}, errors ${wsN.errors}; all open in ${wsN.openMs} ms`);
+  console.log(`  bare DO, 1 socket:      p50 ${fmt(bare1.lastP50)} ms (the same ${wsN.measured} events' offsets and sizes)`);
+  console.log(`  bare DO, ${STREAM_SOCKETS} sockets: last socket p50 ${fmt(bareN.lastP50)} ms, p99 ${fmt(bareN.lastP99)} ms; lost ${bareN.lost}; all open in ${bareN.openMs} ms`);
+  console.log(`  → last socket vs bare broadcast: ${fmt(wsN.lastP50 / bareN.lastP50, 2)}× p50, ${fmt(wsN.lastP99 / bareN.lastP99, 2)}× p99 (target ≤ 1.2×)`);
 
   console.log(`\n(j) SSE fan-out: ${STREAM_SSE} A2A subscribers (SubscribeToTask) of one ${AGENT} task, against 1`);
   const sse1 = await sseRun(target, 1);
@@ -230,9 +238,9 @@ export async function streamsBench(target, floorPort) {
 /** The RESULT fields of (i) and (j). */
 export function streamResultFields(r) {
   return (
-    `ws_sockets=${STREAM_SOCKETS} ws_events=${r.wsN.events} ws_1_p50_ms=${fmt(r.ws1.lastP50, 1)} ws_1_p99_ms=${fmt(r.ws1.lastP99, 1)} ws_last_p50_ms=${fmt(r.wsN.lastP50, 1)} ws_last_p99_ms=${fmt(r.wsN.lastP99, 1)} ` +
+    `ws_sockets=${STREAM_SOCKETS} ws_events=${r.wsN.events} ws_measured=${r.wsN.measured} ws_open_ms=${r.wsN.openMs} ws_bare_open_ms=${r.bareN.openMs} ws_1_p50_ms=${fmt(r.ws1.lastP50, 1)} ws_1_p99_ms=${fmt(r.ws1.lastP99, 1)} ws_last_p50_ms=${fmt(r.wsN.lastP50, 1)} ws_last_p99_ms=${fmt(r.wsN.lastP99, 1)} ` +
     `ws_lost=${r.wsN.lost + r.ws1.lost} ws_disorder=${r.wsN.disorder + r.ws1.disorder} ws_errors=${r.wsN.errors + r.ws1.errors} ` +
-    `ws_bare_1_p50_ms=${fmt(r.bare1.lastP50, 1)} ws_bare_last_p50_ms=${fmt(r.bareN.lastP50, 1)} ws_bare_last_p99_ms=${fmt(r.bareN.lastP99, 1)} ws_vs_bare=${fmt(r.wsN.lastP50 / r.bareN.lastP50, 2)} ` +
+    `ws_bare_1_p50_ms=${fmt(r.bare1.lastP50, 1)} ws_bare_last_p50_ms=${fmt(r.bareN.lastP50, 1)} ws_bare_last_p99_ms=${fmt(r.bareN.lastP99, 1)} ws_vs_bare=${fmt(r.wsN.lastP50 / r.bareN.lastP50, 2)} ws_vs_bare_p99=${fmt(r.wsN.lastP99 / r.bareN.lastP99, 2)} ` +
     `sse_subscribers=${STREAM_SSE} sse_updates=${r.sseN.updates} sse_1_p50_ms=${fmt(r.sse1.lastP50, 1)} sse_1_p99_ms=${fmt(r.sse1.lastP99, 1)} sse_last_p50_ms=${fmt(r.sseN.lastP50, 1)} sse_last_p99_ms=${fmt(r.sseN.lastP99, 1)} ` +
     `sse_differing=${r.sseN.mismatched + r.sse1.mismatched} sse_disorder=${r.sseN.disorder} sse_errors=${r.sseN.errors + r.sse1.errors}`
   );

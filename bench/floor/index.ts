@@ -45,29 +45,39 @@ export class FloorObject extends DurableObject<FloorEnv> {
 
 /**
  * The floor of a live stream (bench/streams.mjs): a bare hibernating Durable Object that
- * accepts WebSockets and broadcasts `count` small JSON messages `gapMs` apart, each stamped
- * with the time it was sent (`at`, ms), as Shaman's run object stamps its events.
+ * accepts WebSockets and broadcasts a schedule of JSON messages (POST body
+ * `{"schedule": [[offsetMs, bytes], …]}`: the offsets and sizes of a real run's events),
+ * each stamped with the time it was sent (`at`), as Shaman's run object stamps its events.
+ * Messages due at the same moment go out in one synchronous stretch, as a run's
+ * transition appends several events at once.
  */
 export class BroadcastObject extends DurableObject<FloorEnv> {
   override async fetch(request: Request): Promise<Response> {
-    const url = new URL(request.url);
     if (request.headers.get("upgrade")?.toLowerCase() === "websocket") {
       const pair = new WebSocketPair();
       this.ctx.acceptWebSocket(pair[1]);
       return new Response(null, { status: 101, webSocket: pair[0] });
     }
-    const count = Math.min(10_000, Number(url.searchParams.get("count") ?? 100) || 100);
-    const gapMs = Math.min(1_000, Number(url.searchParams.get("gapMs") ?? 5) || 0);
-    for (let seq = 1; seq <= count; seq++) {
-      const frame = JSON.stringify({ seq, at: new Date().toISOString(), type: "bench", data: { text: "x".repeat(64) } });
-      for (const ws of this.ctx.getWebSockets()) {
-        try {
-          ws.send(frame);
-        } catch {
-          // closing
+    const body = (await request.json().catch(() => null)) as { schedule?: unknown } | null;
+    const schedule = Array.isArray(body?.schedule) ? (body.schedule as [number, number][]).slice(0, 100_000) : [];
+    const started = Date.now();
+    let i = 0;
+    while (i < schedule.length) {
+      const wait = started + Number(schedule[i]![0]) - Date.now();
+      if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+      const due = Date.now() - started;
+      const sockets = this.ctx.getWebSockets();
+      for (; i < schedule.length && Number(schedule[i]![0]) <= due; i++) {
+        const head = JSON.stringify({ seq: i + 1, at: new Date().toISOString(), type: "bench", data: { text: "" } });
+        const frame = JSON.stringify({ seq: i + 1, at: new Date().toISOString(), type: "bench", data: { text: "x".repeat(Math.max(0, Number(schedule[i]![1]) - head.length)) } });
+        for (const ws of sockets) {
+          try {
+            ws.send(frame);
+          } catch {
+            // closing
+          }
         }
       }
-      if (gapMs > 0) await new Promise((r) => setTimeout(r, gapMs));
     }
     for (const ws of this.ctx.getWebSockets()) {
       try {
@@ -76,7 +86,7 @@ export class BroadcastObject extends DurableObject<FloorEnv> {
         // closed
       }
     }
-    return Response.json({ sockets: this.ctx.getWebSockets().length, count });
+    return Response.json({ sockets: this.ctx.getWebSockets().length, count: schedule.length });
   }
 
   override async webSocketClose(ws: WebSocket, code: number): Promise<void> {
