@@ -13,20 +13,27 @@
  *      (`Authorization`); a failure is retried with exponential backoff and full jitter
  *      (the alarm is set for the earliest retry), and given up after MAX_ATTEMPTS attempts
  *      or MAX_AGE_MS, after which the next push of that config goes,
- *   4. records every attempt (status, time, error; never a token or credential).
+ *   4. records every attempt (status, time, error; never a token, credential or URL query),
+ *      keeping the newest MAX_RECORDS_PER_CONFIG per config.
+ * What it pushes for an event is exactly what an SSE subscriber gets for it, without the
+ * model's text (src/push/updates.ts).
  * It stops when the task has ended and every config's final update was delivered or given
- * up. While the task runs it also looks at the log every POLL_MS in case a wake was lost.
+ * up, or when the task has no config left. While the task runs it also looks at the log
+ * every POLL_MS in case a wake was lost. Once stopped it keeps its records for the retention
+ * period (src/push/limits.ts), then deletes all its storage and the finished task's configs;
+ * a wake in between (a new config of a running task) starts it again.
  */
 import { DurableObject } from "cloudflare:workers";
 import { config as appConfig } from "../src/config";
 import { db } from "../src/db/client";
 import { credentialFetch } from "../src/net/outbound";
 import { outboundUrlProblem } from "../src/net/url-policy";
-import { deliveryTargets, type DeliveryTarget } from "../src/push/config";
-import type { DeliveryRecord, PushRpc, PushStatus } from "../src/push/index";
-import { isTerminalEvent, localStreamResponsesFor } from "../src/push/map";
+import { deliveryTargets, removeTaskConfigs, type DeliveryTarget } from "../src/push/config";
+import type { DeliveryQuery, DeliveryRecord, PushRpc, PushStatus } from "../src/push/index";
+import { MAX_RECORDS_PER_CONFIG, pushRetentionMs } from "../src/push/limits";
+import { isTerminalEvent, pushBodiesFor } from "../src/push/updates";
 import { runStub } from "../src/runs/stub";
-import { TERMINAL_RUN_STATUSES, type RunSnapshot } from "../src/runs/types";
+import { TERMINAL_RUN_STATUSES, type RunEvent } from "../src/runs/types";
 import { readCredential } from "../src/secrets/store";
 import type { Dialect } from "../src/a2a/wire";
 
@@ -58,7 +65,8 @@ CREATE TABLE IF NOT EXISTS queue (
 CREATE TABLE IF NOT EXISTS attempts (
   id INTEGER PRIMARY KEY AUTOINCREMENT, config_id TEXT NOT NULL, seq INTEGER NOT NULL, n INTEGER NOT NULL,
   attempt INTEGER NOT NULL, at INTEGER NOT NULL, status INTEGER, error TEXT, outcome TEXT NOT NULL, retry_at INTEGER
-);`;
+);
+CREATE INDEX IF NOT EXISTS attempts_by_config ON attempts (config_id, id);`;
 
 interface State {
   orgId: string;
@@ -72,6 +80,8 @@ interface State {
   done: boolean;
   /** When the alarm was last set for (an alarm run early, as tests do, counts as that time). */
   alarmAt: number | null;
+  /** Nothing more to do (done, or no config left): all storage is deleted at this time. */
+  purgeAt?: number | null;
 }
 
 type QueueRow = { config_id: string; n: number; seq: number; body: string; final: number; attempts: number; first_at: number | null; next_at: number };
@@ -86,12 +96,20 @@ export class PushObject extends DurableObject<Env> implements PushRpc {
   private readonly sql: SqlStorage;
   /** The stored state, one object shared by every call (a wake during the alarm's awaits is seen by it). */
   private st: State | null;
+  /** Whether the tables exist: made by the first wake, not by a read (a read of a task without pushes writes nothing). */
+  private schema = false;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
     this.sql = ctx.storage.sql;
-    this.sql.exec(SCHEMA);
     this.st = ctx.storage.kv.get<State>("state") ?? null;
+    if (this.st) this.ensureSchema();
+  }
+
+  private ensureSchema(): void {
+    if (this.schema) return;
+    this.sql.exec(SCHEMA);
+    this.schema = true;
   }
 
   private get state(): State | null {
@@ -108,8 +126,13 @@ export class PushObject extends DurableObject<Env> implements PushRpc {
   async wake(orgId: string, runId: string, seq: number): Promise<void> {
     let st = this.state;
     if (st && (st.orgId !== orgId || st.runId !== runId)) return;
-    if (!st) st = { orgId, runId, createdAt: Date.now(), knownSeq: 0, ended: false, done: false, alarmAt: null };
-    if (st.done) return;
+    if (!st) st = { orgId, runId, createdAt: Date.now(), knownSeq: 0, ended: false, done: false, alarmAt: null, purgeAt: null };
+    if (st.done) {
+      // Kept for its retention period (an object done before retention existed arms it now).
+      if (st.purgeAt == null) await this.armPurge(st);
+      return;
+    }
+    this.ensureSchema();
     st.knownSeq = Math.max(st.knownSeq, seq);
     this.save(st);
     await this.armAt(st, Date.now());
@@ -121,15 +144,24 @@ export class PushObject extends DurableObject<Env> implements PushRpc {
     this.dropConfig(configId, "the config was deleted");
   }
 
-  async deliveries(orgId: string): Promise<DeliveryRecord[] | null> {
+  async deliveries(orgId: string, query: DeliveryQuery = {}): Promise<DeliveryRecord[] | null> {
     const st = this.state;
     if (!st || st.orgId !== orgId) return null;
+    const where = ["id > ?"];
+    const args: (string | number)[] = [Math.max(0, Math.floor(query.after ?? 0))];
+    if (query.configId !== undefined) {
+      where.push("config_id = ?");
+      args.push(query.configId);
+    }
+    const limit = query.limit === undefined ? -1 : Math.max(1, Math.floor(query.limit));
     return this.sql
-      .exec<{ config_id: string; seq: number; n: number; attempt: number; at: number; status: number | null; error: string | null; outcome: DeliveryRecord["outcome"]; retry_at: number | null }>(
-        "SELECT config_id, seq, n, attempt, at, status, error, outcome, retry_at FROM attempts ORDER BY id",
+      .exec<{ id: number; config_id: string; seq: number; n: number; attempt: number; at: number; status: number | null; error: string | null; outcome: DeliveryRecord["outcome"]; retry_at: number | null }>(
+        `SELECT id, config_id, seq, n, attempt, at, status, error, outcome, retry_at FROM attempts WHERE ${where.join(" AND ")} ORDER BY id LIMIT ?`,
+        ...args,
+        limit,
       )
       .toArray()
-      .map((r) => ({ configId: r.config_id, seq: r.seq, n: r.n, attempt: r.attempt, at: r.at, status: r.status, error: r.error, outcome: r.outcome, retryAt: r.retry_at }));
+      .map((r) => ({ id: r.id, configId: r.config_id, seq: r.seq, n: r.n, attempt: r.attempt, at: r.at, status: r.status, error: r.error, outcome: r.outcome, retryAt: r.retry_at }));
   }
 
   async status(orgId: string): Promise<PushStatus | null> {
@@ -137,18 +169,26 @@ export class PushObject extends DurableObject<Env> implements PushRpc {
     if (!st || st.orgId !== orgId) return null;
     const pending: Record<string, number> = {};
     for (const r of this.sql.exec<{ config_id: string; k: number }>("SELECT config_id, count(*) AS k FROM queue GROUP BY config_id")) pending[r.config_id] = r.k;
-    return { ended: st.ended, done: st.done, pending };
+    return { ended: st.ended, done: st.done, pending, purgeAt: st.purgeAt ?? null };
   }
 
   // ---- the alarm ------------------------------------------------------------------
 
   override async alarm(): Promise<void> {
     const st = this.state;
-    if (!st || st.done) return;
+    if (!st) return;
+    this.ensureSchema();
     // What the alarm was set for is due, even when it runs early.
     const now = Math.max(Date.now(), st.alarmAt ?? 0);
     st.alarmAt = null;
     this.save(st);
+    if (st.purgeAt != null && now >= st.purgeAt) {
+      if (await this.purge(st)) return;
+    }
+    if (st.done) {
+      await this.armPurge(st);
+      return;
+    }
     let targets: DeliveryTarget[] | null = null;
     try {
       targets = await deliveryTargets(this.env, st.orgId, st.runId);
@@ -192,10 +232,10 @@ export class PushObject extends DurableObject<Env> implements PushRpc {
       return;
     }
     let after = Math.min(...targets.map((t) => cursors.get(t.id)?.cursor ?? t.fromSeq));
-    const bodies = new Map<Dialect, (e: Parameters<typeof localStreamResponsesFor>[0]) => unknown[]>();
+    const bodies = new Map<Dialect, (e: RunEvent) => unknown[]>();
     const render = (dialect: Dialect) => {
       let f = bodies.get(dialect);
-      if (!f) bodies.set(dialect, (f = (e) => localStreamResponsesFor(e, snapshot, dialect)));
+      if (!f) bodies.set(dialect, (f = (e) => pushBodiesFor(e, snapshot, dialect)));
       return f;
     };
     for (;;) {
@@ -266,10 +306,23 @@ export class PushObject extends DurableObject<Env> implements PushRpc {
       outcome,
       retryAt,
     );
+    // The newest MAX_RECORDS_PER_CONFIG of the config are kept.
+    this.sql.exec(
+      "DELETE FROM attempts WHERE config_id = ? AND id <= (SELECT id FROM attempts WHERE config_id = ? ORDER BY id DESC LIMIT 1 OFFSET ?)",
+      head.config_id,
+      head.config_id,
+      MAX_RECORDS_PER_CONFIG,
+    );
   }
 
   /** One POST. Errors name what failed, never the token or credentials. */
   private async post(st: State, target: DeliveryTarget, body: string): Promise<{ ok: boolean; status: number | null; error: string | null }> {
+    const secrets: (string | null)[] = [target.token, target.credentials];
+    const result = await this.send(st, target, body, secrets);
+    return result.error === null ? result : { ...result, error: redactError(result.error, target.url, secrets) };
+  }
+
+  private async send(st: State, target: DeliveryTarget, body: string, secrets: (string | null)[]): Promise<{ ok: boolean; status: number | null; error: string | null }> {
     const problem = outboundUrlProblem(target.url, { allowPrivateNetwork: !appConfig(this.env).production });
     if (problem) return { ok: false, status: null, error: `url: ${problem}` };
     const headers = new Headers({
@@ -283,6 +336,7 @@ export class PushObject extends DurableObject<Env> implements PushRpc {
       if (target.secret !== null) {
         const credential = await readCredential(db(this.env), this.env, st.orgId, target.secret).catch(() => null);
         if (!credential) return { ok: false, status: null, error: `the org secret '${target.secret}' could not be read` };
+        secrets.push(credential.value);
         headers.set("authorization", `${target.authScheme} ${credential.value}`);
         // Only to the secret's allowed hosts, redirects only within the same origin.
         send = credentialFetch(credential);
@@ -317,16 +371,50 @@ export class PushObject extends DurableObject<Env> implements PushRpc {
     if (pendingEvents) due.push(Date.now());
     if (!st.ended && (targets === null || targets.length > 0)) due.push(Date.now() + POLL_MS);
     if (st.ended && next === null) {
+      // Every final update delivered or given up: kept for the retention period, then deleted.
       st.done = true;
-      this.save(st);
-      await this.ctx.storage.deleteAlarm();
+      await this.armPurge(st);
       return;
     }
     if (due.length === 0) {
-      this.save(st);
+      // No config left (all deleted) and nothing queued: idle until a new config wakes it, or deleted.
+      await this.armPurge(st);
       return;
     }
+    st.purgeAt = null;
     await this.armAt(st, Math.min(...due), true);
+  }
+
+  /** Arms the alarm for the end of the retention period (counted from when the object first had nothing to do). */
+  private async armPurge(st: State): Promise<void> {
+    st.purgeAt ??= Date.now() + pushRetentionMs(this.env);
+    await this.armAt(st, st.purgeAt, true);
+  }
+
+  /**
+   * The retention period is over: deletes all storage (and, when the task has ended, its
+   * configs in D1, which have nothing left to send). False when there is work again (a
+   * config of a running task appeared): the alarm goes on as usual.
+   */
+  private async purge(st: State): Promise<boolean> {
+    try {
+      if (st.done) {
+        await removeTaskConfigs(this.env, st.orgId, st.runId);
+      } else if ((await deliveryTargets(this.env, st.orgId, st.runId)).length > 0) {
+        st.purgeAt = null;
+        this.save(st);
+        return false;
+      }
+    } catch (err) {
+      console.error(`push: task ${st.runId}: retention over, but D1 could not be read or written (tried again later): ${errorText(err)}`);
+      await this.armAt(st, Date.now() + POLL_MS, true);
+      return true;
+    }
+    await this.ctx.storage.deleteAlarm();
+    await this.ctx.storage.deleteAll();
+    this.st = null;
+    this.schema = false;
+    return true;
   }
 
   /** Sets the alarm for `at` unless one is set earlier (`replace`: set it anyway). */
@@ -341,4 +429,25 @@ export class PushObject extends DurableObject<Env> implements PushRpc {
 
 function errorText(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
+}
+
+/**
+ * A delivery error as recorded: no token, credential or secret value, and the push URL
+ * without its query or fragment (which may carry a key), whatever the error text holds.
+ */
+export function redactError(error: string, url: string, secrets: readonly (string | null)[]): string {
+  let out = error;
+  for (const s of secrets) if (s) out = out.split(s).join("[redacted]");
+  try {
+    const u = new URL(url);
+    if (u.search || u.hash) {
+      const bare = `${u.origin}${u.pathname}`;
+      out = out.split(url).join(bare);
+      if (u.search.length > 1) out = out.split(u.search.slice(1)).join("[redacted]");
+      if (u.hash.length > 1) out = out.split(u.hash.slice(1)).join("[redacted]");
+    }
+  } catch {
+    // not a URL: nothing of it to hide
+  }
+  return out;
 }

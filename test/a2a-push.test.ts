@@ -7,7 +7,7 @@
 import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { beforeAll, describe, expect, it } from "vitest";
-import { backoffDelay, BACKOFF_BASE_MS, BACKOFF_CAP_MS, MAX_ATTEMPTS } from "../durable-objects/push";
+import { backoffDelay, BACKOFF_BASE_MS, BACKOFF_CAP_MS, MAX_ATTEMPTS, redactError } from "../durable-objects/push";
 import { scopeOf, type OrgScope } from "../src/db/scope";
 import {
   attachPushConfig,
@@ -22,8 +22,9 @@ import {
   type DeliveryRecord,
   type PushCaller,
 } from "../src/push";
+import { MAX_RECORDS_PER_CONFIG, PUSH_RETENTION_MS } from "../src/push/limits";
 import type { RunEvent } from "../src/runs/types";
-import { bootstrapOrg, eventually, orgFetch, rpc, seedOrg, sendMessage } from "./helpers";
+import { bootstrapOrg, eventually, exampleAgents, orgFetch, rpc, seedOrg, sendMessage } from "./helpers";
 
 const ORG = "push-a";
 const OTHER = "push-b";
@@ -35,8 +36,12 @@ async function scopeFor(slug: string): Promise<OrgScope> {
   return scopeOf(row!);
 }
 
+/** Streams its answer as model text (the offline model): more than one text batch for a long request. */
+const ECHO = "---\ndescription: Echo agent\nexposed: true\nmodel: offline:default\n---\nYou are Echo. Answer the request.\n";
+const LONG = Array.from({ length: 4 }, (_, i) => `Line ${i}: ${"lorem ipsum ".repeat(125)}`).join("\n");
+
 beforeAll(async () => {
-  await seedOrg(ORG);
+  await seedOrg(ORG, { ...exampleAgents(), "Echo/prompt.md": ECHO });
   await bootstrapOrg(OTHER);
   scope = await scopeFor(ORG);
   other = await scopeFor(OTHER);
@@ -200,11 +205,12 @@ describe("push delivery", () => {
     // attached from the task's first event (as SendMessage's configuration does)
     await attachPushConfig(env, scope, caller(), taskId, { id: "v1", url: `${env.TEST_PUSH_URL}${path}/v1`, token: "tok-v1", authentication: { scheme: "Bearer", credentials: "cred-v1" } });
     await attachPushConfig(env, scope, caller({ dialect: "0.3" }), taskId, { pushNotificationConfig: { id: "v03", url: `${env.TEST_PUSH_URL}${path}/v03`, token: "tok-v03" } });
-    const got = await eventually(() => received(path), (r) => r.length >= 8);
+    const got = await eventually(() => received(path), (r) => r.length >= 6);
     const v1 = got.filter((r) => r.path === `${path}/v1`);
     const v03 = got.filter((r) => r.path === `${path}/v03`);
-    expect(kinds(v1.map((r) => r.body))).toEqual(["status:TASK_STATE_SUBMITTED", "status:TASK_STATE_WORKING", "artifact:result", "status:TASK_STATE_COMPLETED"]);
-    expect(kinds(v03.map((r) => r.body))).toEqual(["status:submitted", "status:working", "artifact:result", "status:completed:final"]);
+    // the updates a stream carries after its Task, without the model's text as it streams
+    expect(kinds(v1.map((r) => r.body))).toEqual(["status:TASK_STATE_WORKING", "artifact:result", "status:TASK_STATE_COMPLETED"]);
+    expect(kinds(v03.map((r) => r.body))).toEqual(["status:working", "artifact:result", "status:completed:final"]);
     for (const r of v1) {
       expect(r.headers).toMatchObject({ "x-a2a-notification-token": "tok-v1", authorization: "Bearer cred-v1", "content-type": "application/a2a+json", "a2a-version": "1.0" });
       expect(JSON.parse(r.body)[Object.keys(JSON.parse(r.body))[0]!].taskId).toBe(taskId);
@@ -213,21 +219,24 @@ describe("push delivery", () => {
       expect(r.headers).toMatchObject({ "x-a2a-notification-token": "tok-v03", "content-type": "application/json" });
       expect(r.headers.authorization).toBeUndefined();
     }
-    const answer = JSON.parse(v1[2]!.body).artifactUpdate;
+    const answer = JSON.parse(v1[1]!.body).artifactUpdate;
     expect(answer).toMatchObject({ taskId, artifact: { artifactId: `${taskId}-result`, parts: [{ text: expect.stringContaining("push notifications") }] }, lastChunk: true });
 
     // every attempt recorded, never a token or credential
-    const recs = await eventually(() => records(taskId), (r) => r.length >= 8);
+    const recs = await eventually(() => records(taskId), (r) => r.length >= 6);
     expect(recs.every((r) => r.outcome === "delivered" && r.status === 200 && r.attempt === 1)).toBe(true);
-    expect(recs.filter((r) => r.configId === "v1").map((r) => r.n)).toEqual([1, 2, 3, 4]);
+    expect(recs.filter((r) => r.configId === "v1").map((r) => r.n)).toEqual([1, 2, 3]);
     expect(JSON.stringify(recs)).not.toMatch(/tok-v|cred-v1/);
 
     // done: no alarm left, and a late wake sends nothing more
-    expect(await eventually(() => pushStub(env, taskId).status(scope.orgId), (s) => s?.done === true)).toMatchObject({ ended: true, done: true, pending: {} });
-    expect(await runInDurableObject(pushObject(taskId), (_o, state) => state.storage.getAlarm())).toBeNull();
+    const done = await eventually(() => pushStub(env, taskId).status(scope.orgId), (s) => s?.done === true);
+    expect(done).toMatchObject({ ended: true, done: true, pending: {} });
+    // the only alarm left is the end of the retention period
+    expect(await runInDurableObject(pushObject(taskId), (_o, state) => state.storage.getAlarm())).toBe(done!.purgeAt);
+    // a late wake changes nothing: no push, the same alarm
     await pushStub(env, taskId).wake(scope.orgId, taskId, 99);
-    await runDurableObjectAlarm(pushObject(taskId));
-    expect(await received(path)).toHaveLength(8);
+    expect(await runInDurableObject(pushObject(taskId), (_o, state) => state.storage.getAlarm())).toBe(done!.purgeAt);
+    expect(await received(path)).toHaveLength(6);
   });
 
   it("retries a failed push with exponential backoff and full jitter from the alarm, keeping the order", async () => {
@@ -242,14 +251,13 @@ describe("push delivery", () => {
     const path = receiverPath();
     await control(path, { fail: 2, status: 503 });
     await attachPushConfig(env, scope, caller(), taskId, { id: "retry", url: `${env.TEST_PUSH_URL}${path}`, token: "tok-r" });
-    const recs = await driveUntil(taskId, (r) => r.filter((x) => x.outcome === "delivered").length >= 4);
+    const recs = await driveUntil(taskId, (r) => r.filter((x) => x.outcome === "delivered").length >= 3);
     expect(recs.map((r) => [r.n, r.attempt, r.status, r.outcome])).toEqual([
       [1, 1, 503, "retrying"],
       [1, 2, 503, "retrying"],
       [1, 3, 200, "delivered"],
       [2, 1, 200, "delivered"],
       [3, 1, 200, "delivered"],
-      [4, 1, 200, "delivered"],
     ]);
     // each retry waits within the backoff's bound, base·2^(n-1), counted from when the
     // attempt was due (the alarm, driven early here, runs what was due at its set time)
@@ -261,12 +269,11 @@ describe("push delivery", () => {
     expect(wait2).toBeLessThan(2 * BACKOFF_BASE_MS + 50);
     expect(recs[0]!.error).toBe("HTTP 503");
     const got = await received(path);
-    expect(got.map((r) => r.answered)).toEqual([503, 503, 200, 200, 200, 200]);
+    expect(got.map((r) => r.answered)).toEqual([503, 503, 200, 200, 200]);
     // the first update three times, then the others in order
     expect(kinds(got.map((r) => r.body))).toEqual([
-      "status:TASK_STATE_SUBMITTED",
-      "status:TASK_STATE_SUBMITTED",
-      "status:TASK_STATE_SUBMITTED",
+      "status:TASK_STATE_WORKING",
+      "status:TASK_STATE_WORKING",
       "status:TASK_STATE_WORKING",
       "artifact:result",
       "status:TASK_STATE_COMPLETED",
@@ -278,9 +285,9 @@ describe("push delivery", () => {
     const path = receiverPath();
     await control(path, { hang: 1 });
     await attachPushConfig(env, scope, caller(), taskId, { id: "hang", url: `${env.TEST_PUSH_URL}${path}` });
-    const recs = await driveUntil(taskId, (r) => r.filter((x) => x.outcome === "delivered").length >= 4);
+    const recs = await driveUntil(taskId, (r) => r.filter((x) => x.outcome === "delivered").length >= 3);
     expect(recs[0]).toMatchObject({ n: 1, attempt: 1, status: null, outcome: "retrying", error: expect.stringMatching(/no answer within \d+ ms/) });
-    expect(recs.filter((r) => r.outcome === "delivered").map((r) => r.n)).toEqual([1, 2, 3, 4]);
+    expect(recs.filter((r) => r.outcome === "delivered").map((r) => r.n)).toEqual([1, 2, 3]);
   });
 
   it("gives a push up after MAX_ATTEMPTS attempts, goes on with the next, and stops when the final update is given up too", async () => {
@@ -288,11 +295,11 @@ describe("push delivery", () => {
     const path = receiverPath();
     await control(path, { fail: MAX_ATTEMPTS, status: 500 });
     await attachPushConfig(env, scope, caller(), taskId, { id: "give-up", url: `${env.TEST_PUSH_URL}${path}` });
-    const recs = await driveUntil(taskId, (r) => r.filter((x) => x.outcome === "delivered").length >= 3, 80);
+    const recs = await driveUntil(taskId, (r) => r.filter((x) => x.outcome === "delivered").length >= 2, 80);
     const first = recs.filter((r) => r.n === 1);
     expect(first).toHaveLength(MAX_ATTEMPTS);
     expect(first.at(-1)).toMatchObject({ attempt: MAX_ATTEMPTS, status: 500, outcome: "gave_up", retryAt: null });
-    expect(recs.filter((r) => r.outcome === "delivered").map((r) => r.n)).toEqual([2, 3, 4]);
+    expect(recs.filter((r) => r.outcome === "delivered").map((r) => r.n)).toEqual([2, 3]);
     expect(await eventually(() => pushStub(env, taskId).status(scope.orgId), (s) => s?.done === true)).toMatchObject({ done: true });
 
     // a final update that cannot be delivered ends the object too
@@ -300,10 +307,11 @@ describe("push delivery", () => {
     const path2 = receiverPath();
     await control(path2, { fail: 1000, status: 503 });
     await attachPushConfig(env, scope, caller(), task2, { id: "never", url: `${env.TEST_PUSH_URL}${path2}` });
-    const all = await driveUntil(task2, (r) => r.filter((x) => x.outcome === "gave_up").length >= 4, 200);
-    expect(all.filter((r) => r.outcome === "gave_up").map((r) => r.n)).toEqual([1, 2, 3, 4]);
-    expect(await pushStub(env, task2).status(scope.orgId)).toMatchObject({ ended: true, done: true, pending: {} });
-    expect(await runInDurableObject(pushObject(task2), (_o, state) => state.storage.getAlarm())).toBeNull();
+    const all = await driveUntil(task2, (r) => r.filter((x) => x.outcome === "gave_up").length >= 3, 200);
+    expect(all.filter((r) => r.outcome === "gave_up").map((r) => r.n)).toEqual([1, 2, 3]);
+    const st2 = await pushStub(env, task2).status(scope.orgId);
+    expect(st2).toMatchObject({ ended: true, done: true, pending: {} });
+    expect(await runInDurableObject(pushObject(task2), (_o, state) => state.storage.getAlarm())).toBe(st2!.purgeAt);
   });
 
   it("stops a config's pushes when it is deleted", async () => {
@@ -316,9 +324,12 @@ describe("push delivery", () => {
     const before = (await received(path)).length;
     expect(await pushStub(env, taskId).status(scope.orgId)).toMatchObject({ pending: {} });
     await runDurableObjectAlarm(pushObject(taskId));
-    await runDurableObjectAlarm(pushObject(taskId));
     expect((await received(path)).length).toBe(before);
     expect((await records(taskId)).at(-1)).toMatchObject({ n: 1, outcome: "dropped", error: "the config was deleted" });
+    // nothing left to do: the records are kept until the retention ends
+    const st = await pushStub(env, taskId).status(scope.orgId);
+    expect(st).toMatchObject({ pending: {}, purgeAt: expect.any(Number) });
+    expect(await runInDurableObject(pushObject(taskId), (_o, state) => state.storage.getAlarm())).toBe(st!.purgeAt);
   });
 
   it("drops a config deleted from D1 behind the object's back before its next push", async () => {
@@ -363,8 +374,8 @@ describe("push URLs and credentials", () => {
     expect(renderPushConfig("1.0", made)).toMatchObject({ authentication: { scheme: "Bearer", credentials: "secret:PUSH_HOOK_KEY" } });
     const row = await env.DB.prepare("SELECT * FROM push_configs WHERE run_id = ?").bind(taskId).first<Record<string, unknown>>();
     expect(JSON.stringify(row)).not.toContain("s3cret-hook-value");
-    const got = await eventually(() => received(path), (r) => r.length >= 4);
-    expect(got.map((r) => r.headers.authorization)).toEqual(Array(4).fill("Bearer s3cret-hook-value"));
+    const got = await eventually(() => received(path), (r) => r.length >= 3);
+    expect(got.map((r) => r.headers.authorization)).toEqual(Array(3).fill("Bearer s3cret-hook-value"));
     expect(JSON.stringify(await records(taskId))).not.toContain("s3cret-hook-value");
 
     // a config whose secret's hosts no longer cover its URL (they changed after it was made):
@@ -431,5 +442,237 @@ describe("push of a running task", () => {
     const { events } = (await (await orgFetch(ORG, `/runs/${taskId}/events?after=0`)).json()) as { events: RunEvent[] };
     for (const event of events) await notifyPush(env, scope.orgId, taskId, event);
     expect(await pushStub(env, taskId).status(scope.orgId)).toBeNull();
+  });
+});
+
+/** Reads a whole SSE response: each event's id and data. */
+async function readSse(res: Response): Promise<{ id: string | null; data: any }[]> {
+  const text = await res.text();
+  return text
+    .split("\n\n")
+    .map((block) => block.split("\n"))
+    .filter((lines) => lines.some((l) => l.startsWith("data: ")))
+    .map((lines) => ({
+      id: lines.find((l) => l.startsWith("id: "))?.slice(4) ?? null,
+      data: JSON.parse(lines.filter((l) => l.startsWith("data: ")).map((l) => l.slice(6)).join("\n")),
+    }));
+}
+
+/** Runs the push object's alarm until its status says `ok` (or gives the last status). */
+async function driveStatus(runId: string, ok: (s: Awaited<ReturnType<ReturnType<typeof pushStub>["status"]>>) => boolean, rounds = 20) {
+  for (let i = 0; i < rounds; i++) {
+    const s = await pushStub(env, runId).status(scope.orgId);
+    if (ok(s)) return s;
+    await runDurableObjectAlarm(pushObject(runId));
+    await new Promise((res) => setTimeout(res, 25));
+  }
+  return pushStub(env, runId).status(scope.orgId);
+}
+
+const storageOf = (runId: string) =>
+  runInDurableObject(pushObject(runId), async (_o, state) => ({
+    alarm: await state.storage.getAlarm(),
+    state: state.storage.kv.get("state") ?? null,
+    tables: state.storage.sql
+      .exec<{ name: string }>("SELECT name FROM sqlite_master WHERE type = 'table' AND name IN ('queue', 'cursors', 'attempts')")
+      .toArray()
+      .map((r) => r.name),
+  }));
+
+describe("what is pushed", () => {
+  for (const dialect of ["1.0", "0.3"] as const) {
+    it(`${dialect}: a push body is exactly the SSE event of the same seq; the model's text as it streams is not pushed`, async () => {
+      const path = receiverPath();
+      const url = `${env.TEST_PUSH_URL}${path}`;
+      const messageId = crypto.randomUUID();
+      const request =
+        dialect === "1.0"
+          ? { jsonrpc: "2.0", id: "p-1", method: "SendStreamingMessage", params: { message: { messageId, role: "ROLE_USER", parts: [{ text: LONG }] }, configuration: { taskPushNotificationConfig: { url, token: "tok-sse" } } } }
+          : { jsonrpc: "2.0", id: "p-1", method: "message/stream", params: { message: { kind: "message", messageId, role: "user", parts: [{ kind: "text", text: LONG }] }, configuration: { pushNotificationConfig: { url, token: "tok-sse" } } } };
+      const res = await orgFetch(ORG, "/a2a/agents/Echo", {
+        method: "POST",
+        headers: { "content-type": "application/json", ...(dialect === "1.0" ? { "A2A-Version": "1.0" } : {}) },
+        body: JSON.stringify(request),
+      });
+      expect(res.headers.get("content-type")).toBe("text/event-stream");
+      const events = await readSse(res);
+      // the Task first, then the updates, each with its run event's seq as id
+      const [task, ...updates] = events.map((e) => ({ seq: Number(e.id), data: e.data.result }));
+      expect(dialect === "1.0" ? Object.keys(task!.data) : [task!.data.kind]).toEqual(["task"]);
+      const isModelText = (d: any) => (dialect === "1.0" ? d.artifactUpdate?.artifact?.name === "text" : d.kind === "artifact-update" && d.artifact.name === "text");
+      expect(updates.filter((u) => isModelText(u.data)).length).toBeGreaterThan(1);
+      const expected = updates.filter((u) => !isModelText(u.data));
+      expect(kinds(expected.map((u) => JSON.stringify(u.data)))).toEqual(
+        dialect === "1.0" ? ["status:TASK_STATE_WORKING", "artifact:result", "status:TASK_STATE_COMPLETED"] : ["status:working", "artifact:result", "status:completed:final"],
+      );
+
+      const got = await eventually(() => received(path), (r) => r.length >= expected.length);
+      const pushes = got.map((r) => JSON.parse(r.body));
+      expect(pushes).toEqual(expected.map((u) => u.data));
+      const seqOf = (p: any) => (dialect === "1.0" ? (Object.values(p)[0] as any).metadata.shaman.seq : p.metadata.shaman.seq);
+      expect(pushes.map(seqOf)).toEqual(expected.map((u) => u.seq));
+      expect(got.every((r) => r.headers["x-a2a-notification-token"] === "tok-sse")).toBe(true);
+    });
+  }
+});
+
+describe("push records and retention", () => {
+  it("keeps a finished task's records for the retention period, then deletes all its storage and the task's configs", async () => {
+    const taskId = await finishedTask();
+    const path = receiverPath();
+    const url = `${env.TEST_PUSH_URL}${path}`;
+    const before = Date.now();
+    await attachPushConfig(env, scope, caller(), taskId, { id: "kept", url });
+    const done = await eventually(() => pushStub(env, taskId).status(scope.orgId), (s) => s?.done === true);
+    expect(done).toMatchObject({ ended: true, done: true, pending: {} });
+    // the alarm is set for the end of the retention period, counted from when the pushes were over
+    expect(done!.purgeAt).toBeGreaterThanOrEqual(before + PUSH_RETENTION_MS);
+    expect(done!.purgeAt).toBeLessThanOrEqual(Date.now() + PUSH_RETENTION_MS);
+    expect(await storageOf(taskId)).toMatchObject({ alarm: done!.purgeAt, tables: expect.arrayContaining(["queue", "cursors", "attempts"]) });
+    expect(await records(taskId)).toHaveLength(3);
+
+    // the retention ends (the alarm run early counts as its time)
+    await runDurableObjectAlarm(pushObject(taskId));
+    expect(await storageOf(taskId)).toEqual({ alarm: null, state: null, tables: [] });
+    expect(await pushStub(env, taskId).deliveries(scope.orgId)).toBeNull();
+    expect(await pushStub(env, taskId).status(scope.orgId)).toBeNull();
+    const shown = await orgFetch(ORG, `/runs/${taskId}/push-deliveries`);
+    expect(await shown.json()).toEqual({ deliveries: [], next: null });
+    // the finished task's configs went with them
+    expect(await listPushConfigs(env, scope, caller(), taskId)).toEqual([]);
+
+    // a config made afterwards covers the (finished) task from then on: nothing is sent again
+    await createPushConfig(env, scope, caller(), taskId, { id: "late", url: `${url}/late` });
+    await driveStatus(taskId, (s) => s?.done === true);
+    expect(await received(path)).toHaveLength(3);
+    expect(await pushStub(env, taskId).status(scope.orgId)).toMatchObject({ done: true, purgeAt: expect.any(Number) });
+  });
+
+  it("stops a running task's pushes when its config is deleted, and deletes the object's storage after the retention", async () => {
+    const invoice = "Invoice INV-78 from Globex: 2 x racks at 900 EUR, Total: EUR 1,800.00";
+    const r = await rpc(ORG, "ProcessInvoice", sendMessage(invoice));
+    const task = r.body.result.task;
+    expect(task.status.state).toBe("TASK_STATE_INPUT_REQUIRED");
+    const path = receiverPath();
+    await createPushConfig(env, scope, caller(), task.id, { id: "short-lived", url: `${env.TEST_PUSH_URL}${path}`, token: "tok-del" });
+    expect(await deletePushConfig(env, scope, caller(), task.id, "short-lived")).toBe(true);
+
+    const waiting = (await (await orgFetch(ORG, `/runs/${task.id}`)).json()) as any;
+    const answered = await orgFetch(ORG, `/runs/${task.id}/input/${waiting.inputs[0].requestId}`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ answer: "approved" }) });
+    expect(answered.status).toBe(200);
+    await eventually(
+      async () => ((await (await orgFetch(ORG, `/runs/${task.id}/events?after=0`)).json()) as { events: RunEvent[] }).events,
+      (e) => e.some((x) => x.type === "run.completed"),
+    );
+
+    // no config left: nothing is pushed, and the object waits only for the end of its retention
+    const idle = await driveStatus(task.id, (s) => typeof s?.purgeAt === "number");
+    expect(idle).toMatchObject({ ended: false, pending: {}, purgeAt: expect.any(Number) });
+    expect((await storageOf(task.id)).alarm).toBe(idle!.purgeAt);
+    expect(await received(path)).toEqual([]);
+    await runDurableObjectAlarm(pushObject(task.id));
+    expect(await storageOf(task.id)).toEqual({ alarm: null, state: null, tables: [] });
+    expect(await received(path)).toEqual([]);
+  });
+
+  it("keeps the newest MAX_RECORDS_PER_CONFIG delivery records of each config", async () => {
+    const taskId = await finishedTask();
+    const path = receiverPath();
+    await control(path, { fail: 1000, status: 503 });
+    await attachPushConfig(env, scope, caller(), taskId, { id: "capped", url: `${env.TEST_PUSH_URL}${path}/capped` });
+    await attachPushConfig(env, scope, caller(), taskId, { id: "neighbour", url: `${env.TEST_PUSH_URL}${path}/neighbour` });
+    const first = await driveUntil(taskId, (r) => r.some((x) => x.configId === "capped") && r.some((x) => x.configId === "neighbour"));
+    const oldest = first.find((x) => x.configId === "capped")!;
+    const neighbours = first.filter((x) => x.configId === "neighbour").length;
+    // as if the config had been tried for a long time: older attempts up to the cap
+    await runInDurableObject(pushObject(taskId), (_o, state) => {
+      for (let i = 0; i < MAX_RECORDS_PER_CONFIG; i++) {
+        state.storage.sql.exec("INSERT INTO attempts (config_id, seq, n, attempt, at, status, error, outcome, retry_at) VALUES ('capped', 0, 0, ?, 0, 503, 'filler', 'retrying', NULL)", i + 1);
+      }
+    });
+    const count = async (configId: string) => (await pushStub(env, taskId).deliveries(scope.orgId, { configId }))!.length;
+    expect(await count("capped")).toBe(MAX_RECORDS_PER_CONFIG + 1);
+    // the next attempt of the config makes room
+    await driveUntil(taskId, (r) => r.some((x) => x.configId === "capped" && x.n === 1 && x.attempt === 2));
+    const capped = (await pushStub(env, taskId).deliveries(scope.orgId, { configId: "capped" }))!;
+    expect(capped).toHaveLength(MAX_RECORDS_PER_CONFIG);
+    expect(capped.some((x) => x.id === oldest.id)).toBe(false);
+    expect(capped.at(-1)).toMatchObject({ configId: "capped", n: 1, attempt: 2, status: 503 });
+    // another config's records are its own
+    expect(await count("neighbour")).toBeGreaterThanOrEqual(neighbours);
+  });
+
+  it("records a delivery error without a token, credential, secret or URL query", () => {
+    const url = "https://hooks.example.com/a2a?key=q-secret-1#frag-2";
+    expect(redactError(`POST ${url} failed: tok-1 was refused, Bearer cred-1`, url, ["tok-1", "cred-1", null])).toBe(
+      "POST https://hooks.example.com/a2a failed: [redacted] was refused, Bearer [redacted]",
+    );
+    expect(redactError("the server said key=q-secret-1", url, [])).toBe("the server said [redacted]");
+    expect(redactError("HTTP 503", url, ["tok-1"])).toBe("HTTP 503");
+  });
+});
+
+describe("GET /runs/{id}/push-deliveries", () => {
+  it("shows a task's delivery records, page by page and per config, never a token, credential or URL query", async () => {
+    const taskId = await finishedTask();
+    const path = receiverPath();
+    await attachPushConfig(env, scope, caller(), taskId, { id: "a", url: `${env.TEST_PUSH_URL}${path}/a?key=q-secret-a`, token: "tok-route", authentication: { scheme: "Bearer", credentials: "cred-route" } });
+    await attachPushConfig(env, scope, caller({ dialect: "0.3" }), taskId, { pushNotificationConfig: { id: "b", url: `${env.TEST_PUSH_URL}${path}/b` } });
+    await eventually(() => records(taskId), (r) => r.length >= 6);
+
+    const res = await orgFetch(ORG, `/runs/${taskId}/push-deliveries`);
+    expect(res.status).toBe(200);
+    const text = await res.text();
+    expect(text).not.toMatch(/tok-route|cred-route|q-secret-a/);
+    const all = JSON.parse(text) as { deliveries: any[]; next: number | null };
+    expect(all.next).toBeNull();
+    expect(all.deliveries).toHaveLength(6);
+    for (const d of all.deliveries) {
+      expect(d).toEqual({
+        id: expect.any(Number),
+        configId: expect.stringMatching(/^[ab]$/),
+        seq: expect.any(Number),
+        n: expect.any(Number),
+        attempt: 1,
+        at: expect.stringMatching(/^\d{4}-\d\d-\d\dT/),
+        status: 200,
+        error: null,
+        outcome: "delivered",
+        retryAt: null,
+      });
+    }
+    expect(all.deliveries.filter((d) => d.configId === "a").map((d) => d.n)).toEqual([1, 2, 3]);
+
+    // pages
+    const page1 = (await (await orgFetch(ORG, `/runs/${taskId}/push-deliveries?limit=4`)).json()) as typeof all;
+    expect(page1.deliveries).toHaveLength(4);
+    expect(page1.next).toBe(page1.deliveries[3].id);
+    const page2 = (await (await orgFetch(ORG, `/runs/${taskId}/push-deliveries?limit=4&after=${page1.next}`)).json()) as typeof all;
+    expect(page2).toMatchObject({ next: null });
+    expect([...page1.deliveries, ...page2.deliveries]).toEqual(all.deliveries);
+
+    // one config
+    const onlyB = (await (await orgFetch(ORG, `/runs/${taskId}/push-deliveries?configId=b`)).json()) as typeof all;
+    expect(onlyB.deliveries.map((d) => d.configId)).toEqual(["b", "b", "b"]);
+
+    // bad parameters: a problem body
+    for (const q of ["limit=0", "limit=501", "limit=x", "after=-1", "configId=bad%20id!"]) {
+      const bad = await orgFetch(ORG, `/runs/${taskId}/push-deliveries?${q}`);
+      expect(bad.status, q).toBe(400);
+      expect(bad.headers.get("content-type")).toBe("application/problem+json");
+    }
+
+    // a run without pushes has none; a missing run, a malformed id and another org's run are alike
+    const plain = await finishedTask();
+    expect(await (await orgFetch(ORG, `/runs/${plain}/push-deliveries`)).json()).toEqual({ deliveries: [], next: null });
+    const notFound = async (slug: string, id: string) => {
+      const r = await orgFetch(slug, `/runs/${id}/push-deliveries`);
+      const body = (await r.json()) as Record<string, unknown>;
+      return { status: r.status, body: { ...body, requestId: undefined } };
+    };
+    const missing = await notFound(ORG, crypto.randomUUID());
+    expect(missing.status).toBe(404);
+    expect(await notFound(ORG, "not-a-uuid")).toEqual(missing);
+    expect(await notFound(OTHER, taskId)).toEqual(missing);
   });
 });

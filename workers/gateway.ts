@@ -16,6 +16,7 @@ import { resolveOrg } from "../src/http/org";
 import { jwksRoutes } from "../src/http/jwks";
 import { clientRateLimit, rateLimit } from "../src/http/rate-limit";
 import { runRoutes } from "../src/runs/routes";
+import { pushDeliveryRoutes } from "../src/push/routes";
 import { wsTicketRoutes } from "../src/runs/ws-ticket";
 import { apiKeyRoutes } from "../src/api/api-keys";
 import { auditRoutes } from "../src/api/audit";
@@ -96,6 +97,7 @@ export function createApp(): Hono<AppEnv> {
   org.use(rateLimit());
   org.route("/a2a", a2aRoutes);
   org.route("/runs", runRoutes);
+  org.route("/runs", pushDeliveryRoutes);
   org.route("/api-keys", apiKeyRoutes);
   org.route("/secrets", secretRoutes);
   org.route("/audit", auditRoutes);

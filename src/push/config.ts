@@ -240,6 +240,17 @@ export async function removeConfig(env: Env, scope: OrgScope, runId: string, id:
   return gone.length > 0;
 }
 
+/**
+ * Removes every config of a task (the push object, when the task has ended and its
+ * retention is over: the configs of a finished task have nothing left to send, and a config
+ * kept would make a later push object start its pushes over).
+ */
+export async function removeTaskConfigs(env: Env, orgId: string, runId: string): Promise<void> {
+  await db(env)
+    .delete(pushConfigs)
+    .where(and(eq(pushConfigs.orgId, orgId), eq(pushConfigs.runId, runId)));
+}
+
 /** Whether a task has any config (for `notifyPush`: most tasks have none). */
 export async function anyConfig(env: Env, orgId: string, runId: string): Promise<boolean> {
   const [r] = await db(env)

@@ -20,7 +20,7 @@ import type { Dialect } from "../a2a/wire";
 import { RUN_ID, runStub } from "../runs/stub";
 import type { RunEvent } from "../runs/types";
 import { anyConfig, parsePushConfigInput, PushError, readConfig, readConfigs, removeConfig, storeConfig, type PushConfig, type PushConfigInput } from "./config";
-import { mayPush } from "./map";
+import { mayPush } from "./updates";
 
 export { PushError, parsePushConfigInput, MAX_CONFIGS_PER_TASK, type PushConfig, type PushConfigInput, type PushErrorCode } from "./config";
 
@@ -160,12 +160,22 @@ export function renderPushConfig(dialect: Dialect, config: PushConfig): Record<s
 export interface PushRpc {
   wake(orgId: string, runId: string, seq: number): Promise<void>;
   forget(orgId: string, configId: string): Promise<void>;
-  deliveries(orgId: string): Promise<DeliveryRecord[] | null>;
+  /** The task's delivery records, oldest first; null when the object has none for this org (never woken, another org's, or deleted after its retention). */
+  deliveries(orgId: string, query?: DeliveryQuery): Promise<DeliveryRecord[] | null>;
   status(orgId: string): Promise<PushStatus | null>;
 }
 
-/** One delivery attempt, as recorded by the push object (never a token or credential). */
+/** Which delivery records to read: one config's, after a record id, at most `limit` (default: all). */
+export interface DeliveryQuery {
+  configId?: string;
+  after?: number;
+  limit?: number;
+}
+
+/** One delivery attempt, as recorded by the push object (never a token, credential or URL query). */
 export interface DeliveryRecord {
+  /** Increasing within the task (the `after` of the next page). */
+  id: number;
   configId: string;
   /** The task event the push came from, and the push's place in the config's queue. */
   seq: number;
@@ -185,6 +195,8 @@ export interface PushStatus {
   done: boolean;
   /** Pushes waiting per config. */
   pending: Record<string, number>;
+  /** When all the object's storage is deleted (nothing left to do), or null while it has work. */
+  purgeAt: number | null;
 }
 
 export function pushStub(env: Env, runId: string): PushRpc {
