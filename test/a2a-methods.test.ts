@@ -141,6 +141,31 @@ describe("multi-turn input", () => {
     const ok = await rpc(ORG, "Asker", { jsonrpc: "2.0", id: 2, method: "SendMessage", params: { message: { messageId: crypto.randomUUID(), taskId: asked.id, role: "ROLE_USER", parts: [{ text: "approved" }], metadata: { requestId } } } });
     expect(ok.body.result.task.status.state).toBe("TASK_STATE_COMPLETED");
   });
+
+  it("an INPUT_REQUIRED Task's status message carries the question and its requestId (SendMessage, GetTask and the stream alike), so a client answers from A2A alone", async () => {
+    const c = await client("Asker", "JSONRPC");
+    const asked = await send(c, message("Approve invoice 9"));
+    expect(asked.status?.state).toBe(TaskState.TASK_STATE_INPUT_REQUIRED);
+    const run = (await (await orgFetch(ORG, `/runs/${asked.id}`)).json()) as any;
+    const [text, data] = asked.status!.message!.parts.map((p) => p.content);
+    expect(asked.status!.message!.role).toBe(Role.ROLE_AGENT);
+    expect(text).toEqual({ $case: "text", value: run.inputs[0].prompt });
+    expect(data).toEqual({ $case: "data", value: { inputs: run.inputs } });
+    expect((await c.getTask({ tenant: "", id: asked.id })).status?.message).toEqual(asked.status!.message);
+    // the stream's input-required update says the same
+    const events: any[] = [];
+    for await (const e of c.sendMessageStream({ tenant: "", message: message("Approve invoice 10"), configuration: undefined, metadata: undefined })) events.push(e);
+    const last = events.at(-1)!.payload;
+    expect(last.$case).toBe("statusUpdate");
+    expect(last.value.status.state).toBe(TaskState.TASK_STATE_INPUT_REQUIRED);
+    const streamedTask = await c.getTask({ tenant: "", id: last.value.taskId });
+    expect(streamedTask.status?.message?.parts).toEqual(last.value.status.message.parts);
+    // answered with the requestId the Task named
+    const requestId = (data as { value: { inputs: { requestId: string }[] } }).value.inputs[0]!.requestId;
+    const done = await send(c, message("approved", { taskId: asked.id, metadata: { requestId } }));
+    expect(done.status?.state).toBe(TaskState.TASK_STATE_COMPLETED);
+    expect(done.status?.message).toBeUndefined();
+  });
 });
 
 describe("ListTasks", () => {

@@ -8,7 +8,7 @@
 import { z } from "zod";
 import { Artifact, Message, Part, Role, SendMessageRequest, Task, TaskState, type TaskStatus } from "@a2a-js/sdk";
 import type { LegacyRestTransportHandler } from "@a2a-js/sdk/compat/v0_3/server";
-import type { Json, RunSnapshot, RunStatus, StoredMessage, StoredPart } from "../runs/types";
+import type { Json, PendingInput, RunSnapshot, RunStatus, StoredMessage, StoredPart } from "../runs/types";
 
 export type Dialect = "1.0" | "0.3";
 
@@ -340,6 +340,17 @@ export function messageV03(m: StoredMessage, taskId: string, contextId: string):
   };
 }
 
+/**
+ * The agent's question of a task waiting for input, as its status message: the prompts as
+ * text and the pending requests as a data part `{ inputs }` (each with its `requestId`, so a
+ * client can name the one it answers). The Task's status and the stream's `input-required`
+ * status update carry the same one.
+ */
+export function inputRequiredMessage(messageId: string, inputs: readonly PendingInput[]): StoredMessage {
+  const text = inputs.length ? inputs.map((i) => i.prompt).join("\n\n") : "The task is waiting for input.";
+  return { messageId, role: "agent", parts: [{ kind: "text", text }, { kind: "data", data: { inputs: inputs as unknown as Json }, mediaType: "application/json" }] };
+}
+
 /** The pieces of a run's Task, in Shaman's own terms (shared by both dialects). */
 function taskParts(run: RunSnapshot, historyLength: number | undefined, includeArtifacts: boolean) {
   const taskId = run.runId;
@@ -356,7 +367,12 @@ function taskParts(run: RunSnapshot, historyLength: number | undefined, includeA
     taskId,
     history,
     result,
-    statusMessage: answer && run.status === "failed" ? answer : null,
+    statusMessage:
+      answer && run.status === "failed"
+        ? answer
+        : run.status === "input_required"
+          ? inputRequiredMessage(`${taskId}-input-${run.inputs[0]?.requestId ?? "pending"}`, run.inputs ?? [])
+          : null,
     timestamp: new Date(run.updatedAt).toISOString(),
     metadata: { shaman: { agent: run.agent.name, runId: run.runId, commit: run.agent.commit } },
   };
