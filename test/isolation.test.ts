@@ -127,6 +127,14 @@ const ROUTES: RouteCase[] = [
     other: () => `/runs/${fx.bRun}/events?after=0`,
     missing: () => `/runs/${MISSING_UUID}/events?after=0`,
   },
+  // A task's push delivery records (src/push/routes.ts).
+  {
+    method: "GET",
+    pattern: "/runs/:runId/push-deliveries",
+    kind: "org",
+    other: () => `/runs/${fx.bRun}/push-deliveries`,
+    missing: () => `/runs/${MISSING_UUID}/push-deliveries`,
+  },
   // A single-use WebSocket ticket for one run (src/runs/ws-ticket.ts).
   { method: "POST", pattern: "/runs/:runId/ws-ticket", kind: "org", other: () => `/runs/${fx.bRun}/ws-ticket`, missing: () => `/runs/${MISSING_UUID}/ws-ticket`, body: () => ({}) },
   {
