@@ -20,7 +20,10 @@ import { ROOT, addGitRepo, freePort, http, migrateLocal, readTree, registerRepos
 
 const STREAM_SOCKETS = Number(process.env.BENCH_STREAM_SOCKETS ?? 1_000);
 const STREAM_SSE = Number(process.env.BENCH_STREAM_SSE ?? 100);
-const AGENT = process.env.BENCH_STREAM_AGENT ?? "Fan100";
+// The SSE bench's task: Talk answers after 3 s (the subscribers connect meanwhile), writing
+// its answer a line every 20 ms: one artifact update per 150 ms batch of model text.
+const AGENT = process.env.BENCH_STREAM_AGENT ?? "Talk";
+const SSE_LINES = Number(process.env.BENCH_STREAM_SSE_LINES ?? 300);
 // The WebSocket bench's run: Fan100 with 15 s model turns, so that every socket is open
 // before its events flow (opening 1,000 takes seconds; the bare object's sockets are all
 // open before it broadcasts, too).
@@ -185,7 +188,8 @@ async function sseSubscribe({ port, auth }, runId) {
 
 /** (j) SSE fan-out of one task to `n` subscribers. */
 async function sseRun(target, n) {
-  const runId = await startRun(target, `sse fan-out ${n}`);
+  const request = Array.from({ length: SSE_LINES }, (_, i) => `line ${i + 1} of the SSE fan-out bench (${n} subscribers)`).join("\n");
+  const runId = await startRun(target, request);
   const subs = await Promise.all(Array.from({ length: n }, () => sseSubscribe(target, runId)));
   const log = await eventLog(target, runId);
   const atBySeq = new Map(log.map((e) => [e.seq, Date.parse(e.at)]));

@@ -287,6 +287,25 @@ describe("offline model with platform tools", () => {
       expect(r.text).toContain("[shaman-offline/bench] Deterministic offline answer");
     });
 
+    it("offline:<name>@<N>ms/<M>ms streams a text answer a line every M ms", async () => {
+      vi.useFakeTimers();
+      const { model, id } = resolveModel({}, "offline:talk@100ms/40ms");
+      expect(id).toBe("offline:talk@100ms/40ms");
+      const chunks: string[] = [];
+      const result = streamText({ model, prompt: "line one\nline two\nline three" });
+      const reading = (async () => {
+        for await (const delta of result.textStream) chunks.push(delta);
+      })();
+      await vi.advanceTimersByTimeAsync(100);
+      expect(chunks.join("")).toBe("[shaman-offline/talk] Deterministic offline answer: no language model was called.\n");
+      await vi.advanceTimersByTimeAsync(40);
+      expect(chunks.length).toBe(2);
+      await vi.advanceTimersByTimeAsync(40 * 3);
+      await reading;
+      expect(chunks.join("")).toContain("Request (6 words): line one\nline two\nline three");
+      expect(chunks.length).toBe(5);
+    });
+
     it("stops waiting when the call is aborted", async () => {
       vi.useFakeTimers();
       const controller = new AbortController();

@@ -53,6 +53,8 @@
  * ## Time and usage
  * `offline:<name>@<N>ms` answers every call after N milliseconds (at most 600,000; the
  * call's abort signal cuts the wait short), for benchmarks that need a model taking time.
+ * `offline:<name>@<N>ms/<M>ms` also streams a text answer one line every M milliseconds (at
+ * most 10,000), like a model writing as it goes; a generate call is not slowed by it.
  * Usage is an estimate: input tokens = characters of the prompt and tools / 4, output
  * tokens = characters of the answer (text and tool-call inputs) / 4, rounded up.
  */
@@ -105,11 +107,21 @@ const firstSentence = (s: string) => {
 };
 const clip = (s: string, n: number) => (s.length > n ? `${s.slice(0, n)}…` : s);
 
-/** `name@500ms` → name and delay; anything else is a plain name. */
-export function parseOfflineModelId(modelId: string): { name: string; delayMs: number } {
-  const m = /^(.*)@(\d+)ms$/.exec(modelId);
-  if (!m) return { name: modelId || "default", delayMs: 0 };
-  return { name: m[1] || "default", delayMs: Math.min(Number(m[2]), OFFLINE_MAX_DELAY_MS) };
+/** The longest `/<M>ms` pause between streamed lines honoured. */
+export const OFFLINE_MAX_LINE_PAUSE_MS = 10_000;
+
+/**
+ * `name@500ms` → name and delay; `name@500ms/20ms` also streams a text answer a line every
+ * 20 ms (a model "typing"); anything else is a plain name.
+ */
+export function parseOfflineModelId(modelId: string): { name: string; delayMs: number; linePauseMs: number } {
+  const m = /^(.*)@(\d+)ms(?:\/(\d+)ms)?$/.exec(modelId);
+  if (!m) return { name: modelId || "default", delayMs: 0, linePauseMs: 0 };
+  return {
+    name: m[1] || "default",
+    delayMs: Math.min(Number(m[2]), OFFLINE_MAX_DELAY_MS),
+    linePauseMs: Math.min(Number(m[3] ?? 0), OFFLINE_MAX_LINE_PAUSE_MS),
+  };
 }
 
 /** The deterministic text answer for a prompt: a pure function of the prompt's text. */
@@ -469,8 +481,10 @@ export class OfflineLanguageModel implements LanguageModelV4 {
   readonly supportedUrls = {};
   /** Milliseconds every call waits before answering (`<name>@<N>ms`). */
   readonly delayMs: number;
+  /** Milliseconds between the lines of a streamed text answer (`<name>@<N>ms/<M>ms`). */
+  readonly linePauseMs: number;
   constructor(readonly modelId: string) {
-    this.delayMs = parseOfflineModelId(modelId).delayMs;
+    ({ delayMs: this.delayMs, linePauseMs: this.linePauseMs } = parseOfflineModelId(modelId));
   }
 
   async doGenerate(options: LanguageModelV4CallOptions): Promise<LanguageModelV4GenerateResult> {
@@ -492,12 +506,24 @@ export class OfflineLanguageModel implements LanguageModelV4 {
   async doStream(options: LanguageModelV4CallOptions) {
     await sleep(this.delayMs, options.abortSignal);
     const turn = offlineTurn(this.modelId, options);
+    const pause = this.linePauseMs;
     const stream = new ReadableStream<LanguageModelV4StreamPart>({
-      start(controller) {
+      async start(controller) {
         controller.enqueue({ type: "stream-start", warnings: [] });
         if (turn.kind === "text") {
           controller.enqueue({ type: "text-start", id: "t0" });
-          for (const delta of turn.text.split(/(?<=\n)/)) controller.enqueue({ type: "text-delta", id: "t0", delta });
+          const lines = turn.text.split(/(?<=\n)/);
+          for (const [i, delta] of lines.entries()) {
+            if (i > 0 && pause > 0) {
+              try {
+                await sleep(pause, options.abortSignal);
+              } catch (err) {
+                controller.error(err);
+                return;
+              }
+            }
+            controller.enqueue({ type: "text-delta", id: "t0", delta });
+          }
           controller.enqueue({ type: "text-end", id: "t0" });
         } else {
           for (const c of turn.calls) {
