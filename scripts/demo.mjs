@@ -13,13 +13,16 @@
 // demo answers the approval itself through POST /runs/{id}/input/{requestId}, shows the run
 // finishing, lists the tool and external calls with their results and prints the final
 // answer (A2A GetTask); it fails (exit 1) unless the MCP tool ran and the external agent
-// answered. No account or API key is needed: with no model configured, agents run on the
-// built-in offline model.
+// answered. Last, an unmodified A2A client (`@a2a-js/sdk/client`) that knows only the org's
+// URL discovers its agents and uses every method of the spec on both bindings
+// (scripts/a2a-walkthrough.mjs); the demo fails if any answer is wrong. No account or API
+// key is needed: with no model configured, agents run on the built-in offline model.
 //
 // Flags: --plain (one line per change even in a terminal), --events (also print every event).
 import { rmSync } from "node:fs";
 import { join } from "node:path";
 import { DEMO_ORG, ROOT, freePort, http, migrateLocal, seedDemo, startDemoGit, startWrangler } from "./local.mjs";
+import { a2aWalkthrough } from "./a2a-walkthrough.mjs";
 import { PARTNER_NAMES, registerPartners, startPartners } from "./partners.mjs";
 
 const persistTo = join(ROOT, ".wrangler", "demo-state");
@@ -543,6 +546,10 @@ async function main() {
     if (screened && !report.includes(screened.result.result.result)) problems.push("the final report does not show the external agent's answer");
     if (problems.length > 0) throw new Error(problems.join("; "));
     console.log(`\n  checked: ${sum.tool} ran on the MCP server (${resultLine(sum.result)}); ${PARTNER_NAMES.externalAgent} answered over A2A (${partners.sanctions.requests.SendMessage} SendMessage); both are in the report.`);
+
+    section(`The same org from an unmodified A2A client that knows only its URL: http://${org}.localhost:${port} (@a2a-js/sdk/client, scripts/a2a-walkthrough.mjs)`);
+    const walked = await a2aWalkthrough({ port, org, apiKey: seeded.apiKey, log: console.log, dim });
+    console.log(`\n  checked: ${walked.steps.length} steps (${walked.steps.join(", ")}), every answer as the spec says.`);
     console.log("\nDemo finished. `npm run dev` keeps the platform running on port 8787; the README shows how to answer a request for input by hand.");
   } finally {
     await server?.stop();
