@@ -193,6 +193,8 @@ const ROUTES: RouteCase[] = [
   { method: "PUT", pattern: "/settings/models", kind: "org", body: () => ({ aliases: { fast: "offline:fast" } }) },
   { method: "GET", pattern: "/settings/discovery", kind: "org", leaks: () => ["BetaOnly"] },
   { method: "PUT", pattern: "/settings/discovery", kind: "org", body: () => ({ defaultAgent: "ProcessInvoice" }) },
+  { method: "GET", pattern: "/settings/cors", kind: "org", leaks: () => ["beta-only.example.com"] },
+  { method: "PUT", pattern: "/settings/cors", kind: "org", body: () => ({ allowedOrigins: ["https://a.example.com"] }) },
   {
     method: "POST",
     pattern: "/webhooks/git/:repositoryId",
@@ -310,6 +312,7 @@ beforeAll(async () => {
     orgFetch(slug, "/settings/discovery", { method: "PUT", headers: { "content-type": "application/json" }, body: json({ defaultAgent }) });
   expect((await discovery(A, "ProcessInvoice")).status).toBe(200);
   expect((await discovery(B, "BetaOnly")).status).toBe(200);
+  expect((await orgFetch(B, "/settings/cors", { method: "PUT", headers: { "content-type": "application/json" }, body: json({ allowedOrigins: ["https://beta-only.example.com"] }) })).status).toBe(200);
   const scopeA = (await orgBySlug(db(env), A))!;
   const expired = await createApiKey(db(env), scopeA, { name: "expired", permissions: [{ resource: "/*", action: "*" }], expiresAt: Date.now() - 1000 });
   const revokedRes = await orgFetch(A, "/api-keys", {

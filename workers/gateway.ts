@@ -7,7 +7,9 @@ import { requestId } from "hono/request-id";
 import { a2aRoutes } from "../src/a2a/routes";
 import { cardRoutes } from "../src/a2a/cards";
 import { adminRoutes } from "../src/auth/bootstrap";
+import { corsSettingsRoutes } from "../src/api/cors-settings";
 import { authenticate } from "../src/auth/middleware";
+import { orgCors } from "../src/http/cors";
 import { devRoutes } from "../src/dev/seed";
 import { devBenchRoutes } from "../src/dev/bench";
 import { AppError, problemResponse } from "../src/errors";
@@ -88,6 +90,8 @@ export function createApp(): Hono<AppEnv> {
   // Per client address, before any credential is looked at (Kratos, D1): floods of bad
   // credentials stop here, in a bucket that is not the org's.
   org.use(clientRateLimit());
+  // Browsers on the origins the org allows (src/http/cors.ts): preflights end here.
+  org.use(orgCors());
   // Discovery (agent cards, the root card, the directory) is public unless the caller brings
   // a credential or the org requires one: it authenticates itself then (src/a2a/cards.ts).
   org.route("/", cardRoutes);
@@ -108,6 +112,7 @@ export function createApp(): Hono<AppEnv> {
   org.route("/settings", usageSettingsRoutes);
   org.route("/settings/models", modelSettingsRoutes);
   org.route("/settings/discovery", discoverySettingsRoutes);
+  org.route("/settings/cors", corsSettingsRoutes);
 
   app.route("/_org/:org", org);
   app.route("/", org);
