@@ -665,6 +665,8 @@ describe("GET /runs/{id}/push-deliveries", () => {
     // a run without pushes has none; a missing run, a malformed id and another org's run are alike
     const plain = await finishedTask();
     expect(await (await orgFetch(ORG, `/runs/${plain}/push-deliveries`)).json()).toEqual({ deliveries: [], next: null });
+    // and reading them made no tables in its push object
+    expect(await storageOf(plain)).toEqual({ alarm: null, state: null, tables: [] });
     const notFound = async (slug: string, id: string) => {
       const r = await orgFetch(slug, `/runs/${id}/push-deliveries`);
       const body = (await r.json()) as Record<string, unknown>;
