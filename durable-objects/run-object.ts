@@ -128,6 +128,8 @@ export class RunObject extends DurableObject<Env> implements RunRpc {
   private d1Status: RunStatus | null = null;
   /** Readers of `/stream` (the gateway's SSE subscribers): in memory, as an open fetch keeps the object alive. */
   private readonly streams = new Set<LiveStream>();
+  /** STREAM_MAX_BACKLOG; a field so a test can make a reader fall behind with a few events. */
+  private streamMaxBacklog = STREAM_MAX_BACKLOG;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
@@ -522,7 +524,7 @@ export class RunObject extends DurableObject<Env> implements RunRpc {
   private feedStreams(frame: Uint8Array): void {
     for (const s of this.streams) {
       try {
-        if ((s.controller.desiredSize ?? 0) < -STREAM_MAX_BACKLOG) {
+        if ((s.controller.desiredSize ?? 0) < -this.streamMaxBacklog) {
           this.streams.delete(s);
           s.controller.close();
           continue;

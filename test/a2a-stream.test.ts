@@ -5,6 +5,7 @@
  * as it is generated, and the run WebSocket's browser tickets. Runs go through the real
  * Worker, run objects and queue (the agents use the offline model).
  */
+import { runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { StreamResponse, TaskState } from "@a2a-js/sdk";
 import type { Client } from "@a2a-js/sdk/client";
@@ -15,7 +16,8 @@ import { taskEventStream } from "../src/a2a/stream";
 import type { Dialect } from "../src/a2a/wire";
 import type { AppEnv } from "../src/http/app-env";
 import { runStub } from "../src/runs/stub";
-import { collect, keyOf, orgFetch, rpc, seedOrg, sendMessage, worker, type SeedResult } from "./helpers";
+import { ORG_HEADER } from "../durable-objects/run-object";
+import { collect, eventually, keyOf, orgFetch, rpc, seedOrg, sendMessage, worker, type SeedResult } from "./helpers";
 import { BINDINGS, sdkClient, type Binding } from "./a2a-sdk-client";
 
 const ORG = "streams";
@@ -291,6 +293,57 @@ describe("SubscribeToTask and Last-Event-ID", () => {
     // a subscriber that missed the question (resuming from before it) stops at it, like the original stream
     const before = await readSse(await rest(`/Asker/tasks/${id}:subscribe`, {}, { "last-event-id": events[0]!.id! }, small));
     expect(before.events.map((e) => e.id)).toEqual([...events.slice(1), ...resumed.events].map((e) => e.id));
+  });
+
+  it("a feed the run object ends early (a restart, a cut) is opened again after the last seq: nothing lost or twice", async () => {
+    const started = await rpc(ORG, "Slow", sendMessage(LONG, { returnImmediately: true }));
+    const id = started.body.result.task.id as string;
+    const res = await rest(`/Slow/tasks/${id}:subscribe`, {});
+    const reader = res.body!.pipeThrough(new TextDecoderStream()).getReader();
+    let text = "";
+    while (!text.includes("TASK_STATE_WORKING")) text += (await reader.read()).value ?? "";
+    // The run object drops every live feed (as when it restarts) while the model still thinks.
+    await runInDurableObject(env.RUNS.get(env.RUNS.idFromName(id)), (instance) => (instance as unknown as { closeStreams(): void }).closeStreams());
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      text += value;
+    }
+    const got = text
+      .split("\n\n")
+      .filter((b) => b.includes("data: "))
+      .map((b) => ({ id: /^id: (.*)$/m.exec(b)?.[1] ?? null, data: JSON.parse(/^data: (.*)$/m.exec(b)![1]!) }));
+    expect(kindOf(got[0]!.data)).toBe("task");
+    const reference = await readSse(await rest(`/Slow/tasks/${id}:subscribe`, {}, { "last-event-id": got[0]!.id! }, small));
+    expect(got.slice(1).map((e) => e.id)).toEqual(reference.events.map((e) => e.id));
+    expect(got.slice(1).map((e) => e.data)).toEqual(reference.events.map((e) => e.data));
+    expect(got.at(-1)!.data.statusUpdate.status.state).toBe("TASK_STATE_COMPLETED");
+  });
+
+  it("the run object cuts a feed whose reader falls too far behind; what it sent before is the log's beginning, in order", async () => {
+    const asked = await rpc(ORG, "Asker", sendMessage("Please do the thing", { returnImmediately: true }));
+    const id = asked.body.result.task.id as string;
+    const stub = env.RUNS.get(env.RUNS.idFromName(id));
+    const waiting = await eventually(async () => (await runStub(env, id).snapshot(seed.org.id))!, (r) => r.status === "input_required" && r.inputs.length > 0);
+    const events0 = (await runStub(env, id).events(seed.org.id, 0, 500))!;
+    const before = events0.at(-1)!.seq;
+    // A reader that reads nothing, allowed 2 events of backlog.
+    let feed: Response | null = null;
+    await runInDurableObject(stub, async (instance) => {
+      (instance as unknown as { streamMaxBacklog: number }).streamMaxBacklog = 2;
+      feed = await instance.fetch(new Request(`https://run.internal/runs/${id}/stream?after=${before}`, { headers: { [ORG_HEADER]: seed.org.id } }));
+    });
+    const answered = await orgFetch(ORG, `/runs/${id}/input/${waiting.inputs[0]!.requestId}`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ answer: "approved" }) });
+    expect(answered.status).toBe(200);
+    await eventually(async () => (await runStub(env, id).snapshot(seed.org.id))!.status, (s) => s === "completed");
+    const lines = (await new Response(feed!.body).text()).trim().split("\n").map((l) => JSON.parse(l));
+    const seqs = lines.filter((l) => typeof l.seq === "number").map((l) => l.seq as number);
+    const all = (await runStub(env, id).events(seed.org.id, before, 500))!.map((e) => e.seq);
+    expect(lines[0]).toEqual({ type: "live" });
+    // cut: it ended before the run's last events, and what it had is the log's beginning
+    expect(seqs.length).toBeGreaterThan(0);
+    expect(seqs.length).toBeLessThan(all.length);
+    expect(seqs).toEqual(all.slice(0, seqs.length));
   });
 
   it("another org's task is not found", async () => {
