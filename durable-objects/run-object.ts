@@ -235,6 +235,9 @@ export class RunObject extends DurableObject<Env> implements RunRpc {
     const run = this.run;
     if (!run || run.orgId !== orgId || !run.deferred || run.status !== "submitted") return false;
     run.deferred = false;
+    // Its time starts now: the wait behind the task before it (bounded by that task's own
+    // deadline) does not count against its run timeout.
+    run.deadline = Date.now() + config(this.env).runTimeoutMs;
     this.save();
     const effects = this.transition((m) => m.createRoot());
     await this.afterTransition(effects);

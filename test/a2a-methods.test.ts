@@ -4,6 +4,7 @@
  * agents use the offline model), plus raw HTTP for malformed input and for the answers a
  * client must not be able to tell apart (another org's or another agent's task).
  */
+import { runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { Role, TaskState, type Message, type Task } from "@a2a-js/sdk";
 import type { Client } from "@a2a-js/sdk/client";
@@ -494,11 +495,15 @@ describe("conversations", () => {
     expect(await state(second.id)).toBe(TaskState.TASK_STATE_SUBMITTED);
     const steps = async (id: string) => ((await (await orgFetch(ORG, `/runs/${id}`)).json()) as { steps: unknown[] }).steps.length;
     expect(await steps(second.id)).toBe(0);
+    const deadlineOf = (id: string) => runInDurableObject(env.RUNS.get(env.RUNS.idFromName(id)), (o) => (o as unknown as { run: { deadline: number } }).run.deadline);
+    const queuedDeadline = await deadlineOf(second.id);
     // the first settles (its question answered): the second runs, the third still waits
     await send(queuer, message("approved", { contextId: first.contextId, taskId: first.id }));
     expect(await state(first.id)).toBe(TaskState.TASK_STATE_COMPLETED);
     expect(await eventually(() => state(second.id), (s) => s === TaskState.TASK_STATE_INPUT_REQUIRED)).toBe(TaskState.TASK_STATE_INPUT_REQUIRED);
     expect(await state(third.id)).toBe(TaskState.TASK_STATE_SUBMITTED);
+    // its run timeout counts from when it started, not from when it was queued
+    expect(await deadlineOf(second.id)).toBeGreaterThan(queuedDeadline);
     // and the third after the second
     await send(queuer, message("approved", { contextId: first.contextId, taskId: second.id }));
     expect(await eventually(() => state(third.id), (s) => s === TaskState.TASK_STATE_INPUT_REQUIRED)).toBe(TaskState.TASK_STATE_INPUT_REQUIRED);

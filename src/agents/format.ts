@@ -150,8 +150,8 @@ export const AgentFrontmatter = z.object({
   /**
    * What a message to a context that already has a running task of this agent does (A2A):
    * `parallel` starts another task beside it; `reject` refuses the message; `interrupt`
-   * cancels the running task(s), then starts. (`enqueue` is not offered: waiting for the
-   * running task to end would hold a worker.)
+   * cancels the running task(s), then starts; `enqueue` records the task and starts it when
+   * the tasks before it in the context have settled (src/a2a/methods.ts; no worker waits).
    */
   concurrency: z.enum(["parallel", "reject", "interrupt", "enqueue"]).default("parallel"),
   agentcard: z.record(z.string(), z.unknown()).optional(),
