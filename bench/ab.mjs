@@ -37,7 +37,16 @@ const send = (t, duration) =>
         duration,
         method: "POST",
         headers: { host: `acme.localhost:${t.port}`, "content-type": "application/json", "a2a-version": "1.0", authorization: `Bearer ${t.apiKey}` },
-        body: JSON.stringify({ jsonrpc: "2.0", id: 1, method: "SendMessage", params: { message: { messageId: "ab", role: "ROLE_USER", parts: [{ text: "Benchmark." }] } } }),
+        // A new messageId per request: a repeated one is deduplicated (the same task back, no run).
+        requests: [
+          {
+            setupRequest: (req) => ({ ...req, body: JSON.stringify({ jsonrpc: "2.0", id: 1, method: "SendMessage", params: { message: { messageId: `ab-${crypto.randomUUID()}`, role: "ROLE_USER", parts: [{ text: "Benchmark." }] } } }) }),
+            // JSON-RPC errors answer 200 too: count answers that are not a completed task.
+            onResponse: (status, body) => {
+              if (status === 200 && !String(body).includes("TASK_STATE_COMPLETED")) t.notCompleted = (t.notCompleted ?? 0) + 1;
+            },
+          },
+        ],
       },
       (e, r) => (e ? rej(e) : res(r)),
     ),
@@ -53,7 +62,7 @@ try {
     for (const t of [base, candidate]) {
       const r = await send(t, DURATION);
       rps[t.label].push(r.requests.average);
-      console.log(`${t.label.padEnd(9)} round ${i + 1}: ${r.requests.average} runs/s  p50 ${r.latency.p50} ms  (${r.non2xx} non-2xx, ${r.errors} errors)`);
+      console.log(`${t.label.padEnd(9)} round ${i + 1}: ${r.requests.average} runs/s  p50 ${r.latency.p50} ms  (${r.non2xx} non-2xx, ${r.errors} errors, ${t.notCompleted ?? 0} not completed so far)`);
     }
   }
   const mean = (x) => x.reduce((s, v) => s + v, 0) / x.length;

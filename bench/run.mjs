@@ -61,12 +61,17 @@ function load({ port, path, host, method = "GET", body, headers = {}, connection
         method,
         headers: { host: `${host}:${port}`, ...(body ? { "content-type": "application/json" } : {}), ...headers },
         ...(body ? { body: JSON.stringify(body) } : {}),
-        ...(onResponse ? { requests: [{ onResponse }] } : {}),
+        // Every A2A message gets its own messageId: a repeated one is deduplicated (the same
+        // task back, no run), which would measure a lookup instead of a run.
+        requests: [{ ...(body?.params?.message ? { setupRequest: (req) => ({ ...req, body: JSON.stringify(withMessageId(body, `bench-${crypto.randomUUID()}`)) }) } : {}), ...(onResponse ? { onResponse } : {}) }],
       },
       (err, result) => (err ? reject(err) : resolve(result)),
     );
   });
 }
+
+/** A JSON-RPC SendMessage body with another messageId. */
+const withMessageId = (body, messageId) => ({ ...body, params: { ...body.params, message: { ...body.params.message, messageId } } });
 
 /** Load where every request names a new Durable Object (`${prefix}${fresh name}${suffix}`), as a per-run design makes one per run. */
 let freshSeq = 0;
@@ -147,7 +152,7 @@ async function main() {
         jsonrpc: "2.0",
         id: 1,
         method: "SendMessage",
-        params: { message: { messageId: "bench", role: "ROLE_USER", parts: [{ text: "Benchmark the platform, please." }] } },
+        params: { message: { messageId: "bench-probe", role: "ROLE_USER", parts: [{ text: "Benchmark the platform, please." }] } },
       },
     };
     const probe = await http({ ...send, body: send.body });
@@ -219,7 +224,7 @@ const sendMessage = (text, configuration) => ({
   jsonrpc: "2.0",
   id: 1,
   method: "SendMessage",
-  params: { message: { messageId: "bench", role: "ROLE_USER", parts: [{ text }] }, ...(configuration ? { configuration } : {}) },
+  params: { message: { messageId: `bench-${crypto.randomUUID()}`, role: "ROLE_USER", parts: [{ text }] }, ...(configuration ? { configuration } : {}) },
 });
 
 /** One blocking SendMessage to an agent of the demo org, timed on the client. */
