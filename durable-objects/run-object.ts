@@ -164,6 +164,7 @@ export class RunObject extends DurableObject<Env> implements RunRpc {
       const { limits, ...rest } = init;
       this.run = {
         ...rest,
+        push: init.push ?? false,
         status: "submitted",
         output: null,
         error: null,
@@ -228,6 +229,17 @@ export class RunObject extends DurableObject<Env> implements RunRpc {
     const effects = this.transition((m) => (canceled = m.cancelRun(reason)));
     await this.afterTransition(effects);
     return canceled;
+  }
+
+  /** The task got a push config: from now on its events wake its push object. */
+  async enablePush(orgId: string): Promise<boolean | null> {
+    const run = this.run;
+    if (!run || run.orgId !== orgId) return null;
+    if (run.push !== true) {
+      run.push = true;
+      this.save();
+    }
+    return true;
   }
 
   /** Starts a deferred run's root step (its turn came); false when it is not waiting for that. */
@@ -320,6 +332,13 @@ export class RunObject extends DurableObject<Env> implements RunRpc {
     if (!this.run || this.run.orgId !== orgId) return null;
     let ctx: TurnContext | null | { refused: "replayed" | "audience" } = null;
     this.transition((m) => (ctx = m.claimTurn(stepId, turn, token)));
+    // Stream the turn's text only when someone can see it: a WebSocket watches (every step),
+    // or an A2A stream does (the root's text only; SendStreamingMessage asks for it up front).
+    const claimed = ctx as TurnContext | null | { refused: string };
+    if (claimed && "stepId" in claimed) {
+      const root = claimed.depth === 0;
+      claimed.liveText = this.ctx.getWebSockets().length > 0 || (root && (this.run.liveText === true || this.streams.size > 0));
+    }
     return ctx;
   }
 
@@ -686,7 +705,8 @@ export class RunObject extends DurableObject<Env> implements RunRpc {
       if (this.streams.size) this.feedStreams(encoder.encode(`${frame}\n`));
     }
     // Push notifications: the task's push object (if it has configs) turns it into pushes.
-    this.ctx.waitUntil(notifyPush(this.env, this.run.orgId, this.run.runId, event));
+    // (Only tasks with a push config; a run recorded before the flag existed looks it up.)
+    if (this.run.push !== false) this.ctx.waitUntil(notifyPush(this.env, this.run.orgId, this.run.runId, event, this.run.push === true));
     return event;
   }
 

@@ -32,6 +32,9 @@ beforeAll(async () => {
     "Echo/prompt.md": agent("Echo", "Answer the request."),
     // Answers after 600 ms: long enough to subscribe while it runs.
     "Slow/prompt.md": agent("Slow", "Answer the request.", "offline:slow@600ms"),
+    // A parent whose first turn takes 600 ms, then a child: a watcher is there before the child starts.
+    "Parent/prompt.md": "---\ndescription: Parent agent\nexposed: true\nmodel: offline:parent@600ms\nallowedAgents: [Kid]\n---\nYou are Parent. Call the agents you may call.\n",
+    "Kid/prompt.md": "---\ndescription: Kid agent\nmodel: offline:default\n---\nYou are Kid. Answer the request.\n",
     "Asker/prompt.md": agent("Asker", APPROVAL),
   });
   other = await seedOrg(OTHER, { "Echo/prompt.md": agent("Echo", "Answer the request.") });
@@ -370,8 +373,9 @@ describe("run WebSocket tickets", () => {
   const open = (slug: string, path: string, headers: Record<string, string> = {}) => worker.fetch(`http://${slug}.localhost${path}`, { headers: { upgrade: "websocket", ...headers } });
 
   it("a ticket opens the run's WebSocket once, without a credential: replay, model text, tool detail, the end", async () => {
-    const done = await rpc(ORG, "Echo", sendMessage("watch me"));
-    const id = done.body.result.task.id as string;
+    // Streamed (SendStreamingMessage), so the model's text was streamed into the log too.
+    const streamed = await readSse(await rest("/Echo/message:stream", v1Message("watch me")));
+    const id = streamed.events[0]!.data.task.id as string;
     const t = await ticketFor(ORG, id);
     expect(t.url).toBe(`ws://${ORG}.localhost/runs/${id}/ws?ticket=${t.ticket}`);
     expect(new Date(t.expiresAt).getTime()).toBeLessThanOrEqual(Date.now() + 60_000);
@@ -390,6 +394,26 @@ describe("run WebSocket tickets", () => {
     expect(types.at(-1)).toBe("run.completed");
     // used once
     expect((await open(ORG, `/runs/${id}/ws?ticket=${t.ticket}`)).status).toBe(404);
+  });
+
+  it("a WebSocket watching a run gets every step's model text as it streams (children too); a run nobody watches streams none", async () => {
+    const started = await rpc(ORG, "Parent", sendMessage("Watch the kid", { returnImmediately: true }));
+    const id = started.body.result.task.id as string;
+    const res = await orgFetch(ORG, `/runs/${id}/ws?after=0`, { headers: { upgrade: "websocket" } });
+    expect(res.status).toBe(101);
+    const ws = res.webSocket!;
+    ws.accept();
+    const { messages } = await collect(ws);
+    const kid = messages.filter((m) => m.stepId === "s2").map((m) => m.type);
+    expect(kid).toContain("model.delta");
+    expect(kid.indexOf("model.delta")).toBeGreaterThan(kid.indexOf("step.started"));
+    expect(kid.lastIndexOf("model.delta")).toBeLessThan(kid.indexOf("model.turn"));
+    expect(messages.filter((m) => m.type === "model.delta").map((m) => m.data.text).join("")).toContain("Watch the kid");
+    // the same run unwatched: the same steps and turns, no text streamed
+    const unwatched = await rpc(ORG, "Parent", sendMessage("Watch the kid"));
+    const log = (await runStub(env, unwatched.body.result.task.id).events(seed.org.id, 0, 500))!;
+    expect(log.filter((e) => e.type === "model.turn").length).toBe(messages.filter((m) => m.type === "model.turn").length);
+    expect(log.filter((e) => e.type === "model.delta")).toEqual([]);
   });
 
   it("a subprotocol ticket is accepted and echoed", async () => {

@@ -204,6 +204,10 @@ async function send(call: A2ACall, params: unknown, wait: boolean): Promise<{ sn
     audit: { resource: `/agents/${qualifiedName(agent)}`, requestId: c.get("requestId"), input: { commit: agent.commitSha } },
     ...(history.length ? { history } : {}),
     ...(deferred ? { deferred: true } : {}),
+    // Its events wake the push object only when it has a config (attached above).
+    push: req.pushConfig !== undefined,
+    // SendStreamingMessage: the root's text streams from the first turn on.
+    ...(!wait ? { liveText: true } : {}),
   };
   if (deferred) {
     // Queued behind the context's running task: recorded now, run when that one settles.

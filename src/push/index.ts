@@ -87,6 +87,9 @@ export async function createPushConfig(env: Env, scope: OrgScope, caller: PushCa
   await findTask(env, scope, caller, taskId);
   const snapshot = await runStub(env, taskId).snapshot(scope.orgId);
   if (!snapshot) throw taskNotFound();
+  // The run object first: from now on its events wake the push object (a config whose
+  // store then fails only costs a wake that finds nothing).
+  if (!(await runStub(env, taskId).enablePush(scope.orgId))) throw taskNotFound();
   const stored = await storeConfig(env, scope, { runId: taskId, input, dialect: caller.dialect, principal: caller.principal, fromSeq: snapshot.lastSeq, mayUseSecret: (n) => caller.mayUseSecret(n) });
   await wake(env, scope.orgId, taskId, 0);
   return stored;
@@ -212,22 +215,23 @@ async function wake(env: Env, orgId: string, runId: string, seq: number): Promis
   }
 }
 
-// Tasks known to have configs (a config is never moved to another task): most tasks have
-// none, and their events then cost one indexed D1 read each, only for the few event types
-// that become pushes. Bounded; cleared wholesale when full.
+// Tasks known to have configs (a config is never moved to another task), for runs recorded
+// before the run object knew (`RunInit.push` absent): their events cost one indexed D1 read
+// each, only for the few event types that become pushes. Bounded; cleared wholesale when full.
 const withConfigs = new Set<string>();
 const MAX_KNOWN = 10_000;
 
 /**
- * Hands a task event to the task's push object (the run object calls it for every event).
- * Events that do not become pushes, and tasks without configs, cost nothing / one D1 read.
- * Never throws: a push must not break the run.
+ * Hands a task event to the task's push object (the run object calls it for the events of
+ * a task with push configs: `configured`; and for runs that predate that flag, which look
+ * it up). Events that do not become pushes cost nothing. Never throws: a push must not
+ * break the run.
  */
-export async function notifyPush(env: Env, orgId: string, runId: string, event: RunEvent): Promise<void> {
+export async function notifyPush(env: Env, orgId: string, runId: string, event: RunEvent, configured = false): Promise<void> {
   if (!mayPush(event)) return;
   try {
     const key = `${orgId}\u0000${runId}`;
-    if (!withConfigs.has(key)) {
+    if (!configured && !withConfigs.has(key)) {
       if (!(await anyConfig(env, orgId, runId))) return;
       if (withConfigs.size >= MAX_KNOWN) withConfigs.clear();
       withConfigs.add(key);

@@ -22,6 +22,8 @@ export interface RunRpc {
   cancel(orgId: string, reason?: string): Promise<boolean | null>;
   /** Starts a deferred run's root step; false when it was not deferred or started already. */
   release(orgId: string): Promise<boolean>;
+  /** The task has a push config from now on: its events wake its push object (null: not this org's run). */
+  enablePush(orgId: string): Promise<boolean | null>;
   answerInput(orgId: string, requestId: string, answer: Json): Promise<boolean | null>;
   /** Streams model text of a running turn to subscribers (a `model.delta` event); false when the turn is no longer running. */
   appendDelta(orgId: string, stepId: string, delta: ModelDelta): Promise<boolean>;

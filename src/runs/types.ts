@@ -52,6 +52,19 @@ export interface RunInit {
    * when that one settles, or by whoever started it when nothing runs before it any more).
    */
   deferred?: boolean;
+  /**
+   * Push notifications: true when the task has (or is about to have) a push config, so
+   * its events wake its push object; false when it has none (no lookup per event; a config
+   * created later sets it through `enablePush`). Absent on runs recorded before the flag
+   * existed: their events look configs up in D1.
+   */
+  push?: boolean;
+  /**
+   * The root step's model text streams as it is generated even when nobody is watching
+   * yet (SendStreamingMessage: its stream opens right after the start). Otherwise a turn
+   * streams its text only when a WebSocket or a stream watches the run at its start.
+   */
+  liveText?: boolean;
 }
 
 /** One earlier turn of a conversation: what was asked, or what was answered. */

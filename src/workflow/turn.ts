@@ -144,7 +144,7 @@ export async function runTurn(
         modelId: id,
         maxOutputTokens,
         recordUsage,
-        onTextDelta: (text) => deltas.push(text),
+        ...(ctx.liveText ? { onTextDelta: (text: string) => deltas.push(text) } : {}),
         params: {
           model,
           system: mcp.problems.length ? `${agent.systemPrompt}\n\n(Platform note: some of your tools are unavailable now: ${mcp.problems.join("; ")})` : agent.systemPrompt,

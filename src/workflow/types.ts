@@ -61,6 +61,8 @@ export interface TurnContext {
   userId: string | null;
   /** Calls this turn may still make, and whether the step may still create children. */
   maxCallsPerTurn: number;
+  /** Someone watches the run live: stream the model's text (`model.delta` events) as it comes. */
+  liveText?: boolean;
 }
 
 /** A tool call the model made, as the executor reports it (arguments as the model gave them). */
