@@ -298,6 +298,18 @@ describe("SubscribeToTask and Last-Event-ID", () => {
     expect(before.events.map((e) => e.id)).toEqual([...events.slice(1), ...resumed.events].map((e) => e.id));
   });
 
+  it("a subscriber that comes after the turn started (returnImmediately) still gets the model's text as it streams", async () => {
+    const started = await rpc(ORG, "Slow", sendMessage(LONG, { returnImmediately: true }));
+    const id = started.body.result.task.id as string;
+    // the root's turn is claimed (the model is thinking) before anyone subscribes
+    await eventually(async () => (await runStub(env, id).events(seed.org.id, 0, 500))!.map((e) => e.type), (types) => types.includes("step.started"));
+    const { events } = await readSse(await rest(`/Slow/tasks/${id}:subscribe`, {}));
+    const chunks = events.filter((e) => e.data.artifactUpdate?.artifact.name === "text");
+    expect(chunks.length).toBeGreaterThan(0);
+    expect(chunks.map((e) => e.data.artifactUpdate.artifact.parts[0].text).join("")).toContain("Line 3:");
+    expect(events.at(-1)!.data.statusUpdate.status.state).toBe("TASK_STATE_COMPLETED");
+  });
+
   it("a feed the run object ends early (a restart, a cut) is opened again after the last seq: nothing lost or twice", async () => {
     const started = await rpc(ORG, "Slow", sendMessage(LONG, { returnImmediately: true }));
     const id = started.body.result.task.id as string;

@@ -206,8 +206,10 @@ async function send(call: A2ACall, params: unknown, wait: boolean): Promise<{ sn
     ...(deferred ? { deferred: true } : {}),
     // Its events wake the push object only when it has a config (attached above).
     push: req.pushConfig !== undefined,
-    // SendStreamingMessage: the root's text streams from the first turn on.
-    ...(!wait ? { liveText: true } : {}),
+    // A caller that does not wait for the end (SendStreamingMessage, returnImmediately) will
+    // watch or subscribe: the root's text streams from the first turn on. A blocking caller
+    // gets the whole answer at once; its turns stream only when someone watches.
+    ...(waitMs === 0 ? { liveText: true } : {}),
   };
   if (deferred) {
     // Queued behind the context's running task: recorded now, run when that one settles.

@@ -61,8 +61,9 @@ export interface RunInit {
   push?: boolean;
   /**
    * The root step's model text streams as it is generated even when nobody is watching
-   * yet (SendStreamingMessage: its stream opens right after the start). Otherwise a turn
-   * streams its text only when a WebSocket or a stream watches the run at its start.
+   * yet: the caller did not wait for the end (SendStreamingMessage, returnImmediately), so
+   * a stream or subscriber may come at any moment. Otherwise a turn streams its text only
+   * when a WebSocket or a stream watches the run at its start.
    */
   liveText?: boolean;
 }
