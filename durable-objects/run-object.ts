@@ -128,6 +128,12 @@ export class RunObject extends DurableObject<Env> implements RunRpc {
   private d1Status: RunStatus | null = null;
   /** Readers of `/stream` (the gateway's SSE subscribers): in memory, as an open fetch keeps the object alive. */
   private readonly streams = new Set<LiveStream>();
+  /**
+   * The accepted WebSockets, as `ctx.getWebSockets()` lists them, kept between events (a
+   * run appends hundreds of events a second while watched): dropped when a socket is
+   * accepted or closes, and after hibernation (a new instance starts without it).
+   */
+  private socketList: WebSocket[] | null = null;
   /** STREAM_MAX_BACKLOG; a field so a test can make a reader fall behind with a few events. */
   private streamMaxBacklog = STREAM_MAX_BACKLOG;
 
@@ -337,7 +343,7 @@ export class RunObject extends DurableObject<Env> implements RunRpc {
     const claimed = ctx as TurnContext | null | { refused: string };
     if (claimed && "stepId" in claimed) {
       const root = claimed.depth === 0;
-      claimed.liveText = this.ctx.getWebSockets().length > 0 || (root && (this.run.liveText === true || this.streams.size > 0));
+      claimed.liveText = this.sockets().length > 0 || (root && (this.run.liveText === true || this.streams.size > 0));
     }
     return ctx;
   }
@@ -486,6 +492,7 @@ export class RunObject extends DurableObject<Env> implements RunRpc {
     const pair = new WebSocketPair();
     const [client, server] = [pair[0], pair[1]];
     this.ctx.acceptWebSocket(server);
+    this.socketList = null;
     // Synchronous from here to the end of the replay: no event can slip in between the
     // replay and the live stream, so nothing is lost or sent twice.
     let after = Number(afterParam);
@@ -574,7 +581,16 @@ export class RunObject extends DurableObject<Env> implements RunRpc {
     if (typeof message === "string" && message.length <= 64) ws.send(JSON.stringify({ type: "notice", message: "this stream is read-only" }));
   }
 
+  private sockets(): WebSocket[] {
+    return (this.socketList ??= this.ctx.getWebSockets());
+  }
+
+  override async webSocketError(): Promise<void> {
+    this.socketList = null;
+  }
+
   override async webSocketClose(ws: WebSocket, code: number): Promise<void> {
+    this.socketList = null;
     // 1005/1006 are reserved and cannot be sent back; answer with a normal closure.
     try {
       ws.close(code >= 3000 && code <= 4999 ? code : 1000, "bye");
@@ -692,7 +708,7 @@ export class RunObject extends DurableObject<Env> implements RunRpc {
     const at = Date.now();
     this.sql.exec("INSERT INTO events (seq, type, step_id, at, data) VALUES (?, ?, ?, ?, ?)", seq, type, stepId, at, JSON.stringify(data));
     const event: RunEvent = { seq, type, runId: this.run.runId, stepId, at: new Date(at).toISOString(), data: data as Record<string, Json> };
-    const sockets = this.ctx.getWebSockets();
+    const sockets = this.sockets();
     if (sockets.length || this.streams.size) {
       const frame = JSON.stringify(event);
       for (const ws of sockets) {
