@@ -99,6 +99,15 @@ export const ORG_HEADER = "x-shaman-org-id";
 const REPLAY_PAGE = 500;
 /** A live event stream more than this many events behind is cut (its reader resumes from its last seq). */
 const STREAM_MAX_BACKLOG = 10_000;
+/** What a socket asked for when it connected (kept through hibernation). */
+interface SocketAttachment {
+  batch: boolean;
+}
+/** An accepted socket and how it takes events. */
+interface Watcher {
+  ws: WebSocket;
+  batch: boolean;
+}
 /** WebSocket tickets kept per run (the oldest go first). */
 const MAX_WS_TICKETS = 100;
 const TICKET_PREFIX = "wst:";
@@ -133,7 +142,9 @@ export class RunObject extends DurableObject<Env> implements RunRpc {
    * run appends hundreds of events a second while watched): dropped when a socket is
    * accepted or closes, and after hibernation (a new instance starts without it).
    */
-  private socketList: WebSocket[] | null = null;
+  private socketList: Watcher[] | null = null;
+  /** Frames of events appended in the current synchronous stretch, not yet sent (see `flush`). */
+  private pending: string[] = [];
   /** STREAM_MAX_BACKLOG; a field so a test can make a reader fall behind with a few events. */
   private streamMaxBacklog = STREAM_MAX_BACKLOG;
 
@@ -485,20 +496,31 @@ export class RunObject extends DurableObject<Env> implements RunRpc {
     if (request.headers.get("upgrade")?.toLowerCase() !== "websocket") {
       return problemResponse(new AppError("BAD_REQUEST", "expected a WebSocket upgrade"), requestId, { upgrade: "websocket" });
     }
-    const afterParam = new URL(request.url).searchParams.get("after") ?? "0";
+    const params = new URL(request.url).searchParams;
+    const afterParam = params.get("after") ?? "0";
     if (!/^\d{1,15}$/.test(afterParam)) {
       return problemResponse(new AppError("BAD_REQUEST", "'after' must be a non-negative integer sequence number"), requestId);
     }
+    const batchParam = params.get("batch") ?? "0";
+    if (!/^(?:0|1|true|false)$/.test(batchParam)) {
+      return problemResponse(new AppError("BAD_REQUEST", "'batch' must be 1 (every message an array of events) or 0"), requestId);
+    }
+    const batch = batchParam === "1" || batchParam === "true";
+    // Events already appended go to the sockets that were there first.
+    this.flush();
     const pair = new WebSocketPair();
     const [client, server] = [pair[0], pair[1]];
     this.ctx.acceptWebSocket(server);
+    server.serializeAttachment({ batch } satisfies SocketAttachment);
     this.socketList = null;
     // Synchronous from here to the end of the replay: no event can slip in between the
     // replay and the live stream, so nothing is lost or sent twice.
     let after = Number(afterParam);
     for (;;) {
       const page = this.eventsAfter(after, REPLAY_PAGE);
-      for (const ev of page) server.send(JSON.stringify(ev));
+      if (batch) {
+        if (page.length) server.send(JSON.stringify(page));
+      } else for (const ev of page) server.send(JSON.stringify(ev));
       if (page.length < REPLAY_PAGE) break;
       after = page[page.length - 1]?.seq ?? after;
     }
@@ -524,6 +546,8 @@ export class RunObject extends DurableObject<Env> implements RunRpc {
     }
     const streams = this.streams;
     let live: LiveStream | null = null;
+    // Events already appended go to the streams that were there first.
+    this.flush();
     const body = new ReadableStream<Uint8Array>(
       {
         start: (controller) => {
@@ -581,8 +605,30 @@ export class RunObject extends DurableObject<Env> implements RunRpc {
     if (typeof message === "string" && message.length <= 64) ws.send(JSON.stringify({ type: "notice", message: "this stream is read-only" }));
   }
 
-  private sockets(): WebSocket[] {
-    return (this.socketList ??= this.ctx.getWebSockets());
+  private sockets(): Watcher[] {
+    return (this.socketList ??= this.ctx.getWebSockets().map((ws) => ({ ws, batch: (ws.deserializeAttachment() as SocketAttachment | null)?.batch === true })));
+  }
+
+  /**
+   * Sends the events appended since the last flush to every socket and stream: one message
+   * per event, or one array of them to a `batch=1` socket (a transition that appends a hundred
+   * events costs such a socket one message). Runs as a microtask after the synchronous stretch
+   * that appended them, and before anything that adds a watcher or ends the run.
+   */
+  private flush(): void {
+    if (this.pending.length === 0) return;
+    const frames = this.pending;
+    this.pending = [];
+    let array: string | null = null;
+    for (const { ws, batch } of this.sockets()) {
+      try {
+        if (batch) ws.send((array ??= `[${frames.join(",")}]`));
+        else for (const frame of frames) ws.send(frame);
+      } catch {
+        // a socket that is closing; its close handler cleans up
+      }
+    }
+    if (this.streams.size) this.feedStreams(encoder.encode(`${frames.join("\n")}\n`));
   }
 
   override async webSocketError(): Promise<void> {
@@ -708,17 +754,9 @@ export class RunObject extends DurableObject<Env> implements RunRpc {
     const at = Date.now();
     this.sql.exec("INSERT INTO events (seq, type, step_id, at, data) VALUES (?, ?, ?, ?, ?)", seq, type, stepId, at, JSON.stringify(data));
     const event: RunEvent = { seq, type, runId: this.run.runId, stepId, at: new Date(at).toISOString(), data: data as Record<string, Json> };
-    const sockets = this.sockets();
-    if (sockets.length || this.streams.size) {
-      const frame = JSON.stringify(event);
-      for (const ws of sockets) {
-        try {
-          ws.send(frame);
-        } catch {
-          // a socket that is closing; its close handler cleans up
-        }
-      }
-      if (this.streams.size) this.feedStreams(encoder.encode(`${frame}\n`));
+    if (this.sockets().length || this.streams.size) {
+      if (this.pending.length === 0) queueMicrotask(() => this.flush());
+      this.pending.push(JSON.stringify(event));
     }
     // Push notifications: the task's push object (if it has configs) turns it into pushes.
     // (Only tasks with a push config; a run recorded before the flag existed looks it up.)
@@ -750,6 +788,7 @@ export class RunObject extends DurableObject<Env> implements RunRpc {
       null,
       status === "completed" ? { output } : { error, status },
     );
+    this.flush();
     for (const ws of this.ctx.getWebSockets()) {
       try {
         ws.close(1000, "run finished");

@@ -428,6 +428,42 @@ describe("run WebSocket tickets", () => {
     expect(log.filter((e) => e.type === "model.delta")).toEqual([]);
   });
 
+  it("batch=1: every message is an array of events (a transition's events in one), the same events in the same order as one per message", async () => {
+    const started = await rpc(ORG, "Parent", sendMessage("Batch the kid", { returnImmediately: true }));
+    const id = started.body.result.task.id as string;
+    const ws = async (query: string) => {
+      const res = await orgFetch(ORG, `/runs/${id}/ws?${query}`, { headers: { upgrade: "websocket" } });
+      expect(res.status).toBe(101);
+      res.webSocket!.accept();
+      return collect(res.webSocket!);
+    };
+    const t = await ticketFor(ORG, id);
+    const [plain, batched, ticketed] = await Promise.all([
+      ws("after=0"),
+      ws("after=0&batch=1"),
+      (async () => {
+        const res = await open(ORG, `/runs/${id}/ws?ticket=${t.ticket}&after=0&batch=1`);
+        res.webSocket!.accept();
+        return collect(res.webSocket!);
+      })(),
+    ]);
+    const log = (await runStub(env, id).events(seed.org.id, 0, 500))!;
+    expect(plain.messages.map((m) => m.seq)).toEqual(log.map((e) => e.seq));
+    for (const b of [batched, ticketed]) {
+      expect(b.messages.every((m) => Array.isArray(m))).toBe(true);
+      expect(b.messages.flat()).toEqual(plain.messages);
+      // a transition's events travel together: fewer messages than events
+      expect(b.messages.length).toBeLessThan(log.length);
+      expect(b.closeCode).toBe(1000);
+    }
+    // a finished run's replay is one array per page
+    const replay = await ws("after=0&batch=true");
+    expect(replay.messages).toHaveLength(1);
+    expect(replay.messages[0]).toEqual(plain.messages);
+    // anything else is refused
+    expect((await orgFetch(ORG, `/runs/${id}/ws?batch=yes`, { headers: { upgrade: "websocket" } })).status).toBe(400);
+  });
+
   it("a subprotocol ticket is accepted and echoed", async () => {
     const done = await rpc(ORG, "Echo", sendMessage("protocol"));
     const id = done.body.result.task.id as string;

@@ -3,7 +3,8 @@
  *   GET /runs/{id}                  the run: status, steps, output
  *   GET /runs/{id}/events?after=N   the event log after sequence N (JSON)
  *   GET /runs/{id}/ws?after=N       WebSocket: replay after N, then live events (every event:
- *                                   steps, model text as it streams, tool calls, input, the run)
+ *                                   steps, model text as it streams, tool calls, input, the run);
+ *                                   `&batch=1`: every message a JSON array of events in order
  *   POST /runs/{id}/ws-ticket       a single-use ticket for the WebSocket, for browsers
  *                                   (`?ticket=` or subprotocol `shaman.ticket.<ticket>`;
  *                                   src/runs/ws-ticket.ts)

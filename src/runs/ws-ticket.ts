@@ -2,7 +2,7 @@
  * WebSocket authentication for browsers, which cannot set an `Authorization` header on a
  * WebSocket: an authenticated caller asks `POST /runs/{id}/ws-ticket` (src/runs/routes.ts)
  * for a ticket, then opens
- *   GET /runs/{id}/ws?ticket=<ticket>[&after=N]
+ *   GET /runs/{id}/ws?ticket=<ticket>[&after=N][&batch=1]
  * or sends it as a subprotocol: `Sec-WebSocket-Protocol: shaman.ticket.<ticket>` (the
  * server answers with that protocol). A ticket is random, valid for `WS_TICKET_TTL_MS`,
  * usable once, and only for the run (and so the org) it was issued for; the run's object
@@ -52,5 +52,7 @@ wsTicketRoutes.get("/:runId/ws", async (c, next) => {
   if (carried.protocol) headers.set(TICKET_PROTOCOL_HEADER, carried.protocol);
   const url = new URL(`https://run.internal/runs/${runId}/ws`);
   url.searchParams.set("after", after);
+  const batch = c.req.query("batch");
+  if (batch !== undefined) url.searchParams.set("batch", batch);
   return runStub(c.env, runId).fetch(new Request(url, { method: "GET", headers }));
 });
