@@ -99,6 +99,9 @@ export const ORG_HEADER = "x-shaman-org-id";
 const REPLAY_PAGE = 500;
 /** A live event stream more than this many events behind is cut (its reader resumes from its last seq). */
 const STREAM_MAX_BACKLOG = 10_000;
+/** Sockets from which a run's events are sent every COALESCE_MS rather than per transition. */
+const COALESCE_SOCKETS = 100;
+const COALESCE_MS = 25;
 /** What a socket asked for when it connected (kept through hibernation). */
 interface SocketAttachment {
   batch: boolean;
@@ -145,6 +148,12 @@ export class RunObject extends DurableObject<Env> implements RunRpc {
   private socketList: Watcher[] | null = null;
   /** Frames of events appended in the current synchronous stretch, not yet sent (see `flush`). */
   private pending: string[] = [];
+  /**
+   * From this many sockets on, events are sent every COALESCE_MS instead of after each
+   * transition: a `batch=1` socket then gets the events of several transitions in one
+   * message. (A field so a test can exercise it with a few sockets.)
+   */
+  private coalesceFrom = COALESCE_SOCKETS;
   /** STREAM_MAX_BACKLOG; a field so a test can make a reader fall behind with a few events. */
   private streamMaxBacklog = STREAM_MAX_BACKLOG;
 
@@ -754,8 +763,12 @@ export class RunObject extends DurableObject<Env> implements RunRpc {
     const at = Date.now();
     this.sql.exec("INSERT INTO events (seq, type, step_id, at, data) VALUES (?, ?, ?, ?, ?)", seq, type, stepId, at, JSON.stringify(data));
     const event: RunEvent = { seq, type, runId: this.run.runId, stepId, at: new Date(at).toISOString(), data: data as Record<string, Json> };
-    if (this.sockets().length || this.streams.size) {
-      if (this.pending.length === 0) queueMicrotask(() => this.flush());
+    const watchers = this.sockets().length;
+    if (watchers || this.streams.size) {
+      if (this.pending.length === 0) {
+        if (watchers >= this.coalesceFrom) setTimeout(() => this.flush(), COALESCE_MS);
+        else queueMicrotask(() => this.flush());
+      }
       this.pending.push(JSON.stringify(event));
     }
     // Push notifications: the task's push object (if it has configs) turns it into pushes.

@@ -464,6 +464,24 @@ describe("run WebSocket tickets", () => {
     expect((await orgFetch(ORG, `/runs/${id}/ws?batch=yes`, { headers: { upgrade: "websocket" } })).status).toBe(400);
   });
 
+  it("with many watchers (here: from 1 on) events go out every 25 ms, batch=1 ones several transitions together: still every event once, in order, to both kinds of socket", async () => {
+    const started = await rpc(ORG, "Parent", sendMessage("Coalesce the kid", { returnImmediately: true }));
+    const id = started.body.result.task.id as string;
+    await runInDurableObject(env.RUNS.get(env.RUNS.idFromName(id)), (o) => {
+      (o as unknown as { coalesceFrom: number }).coalesceFrom = 1;
+    });
+    const watch = async (query: string) => {
+      const res = await orgFetch(ORG, `/runs/${id}/ws?${query}`, { headers: { upgrade: "websocket" } });
+      res.webSocket!.accept();
+      return collect(res.webSocket!);
+    };
+    const [batched, plain] = await Promise.all([watch("after=0&batch=1"), watch("after=0")]);
+    const log = (await runStub(env, id).events(seed.org.id, 0, 500))!;
+    expect(batched.messages.flat().map((e: any) => e.seq)).toEqual(log.map((e) => e.seq));
+    expect(plain.messages.map((e: any) => e.seq)).toEqual(log.map((e) => e.seq));
+    expect(batched.closeCode).toBe(1000);
+  });
+
   it("a subprotocol ticket is accepted and echoed", async () => {
     const done = await rpc(ORG, "Echo", sendMessage("protocol"));
     const id = done.body.result.task.id as string;

@@ -58,7 +58,10 @@ export class BroadcastObject extends DurableObject<FloorEnv> {
       this.ctx.acceptWebSocket(pair[1]);
       return new Response(null, { status: 101, webSocket: pair[0] });
     }
-    const body = (await request.json().catch(() => null)) as { schedule?: unknown } | null;
+    // `batch`: the messages due at the same moment go as one JSON array (as Shaman's
+    // `?batch=1` sockets get a transition's events in one message).
+    const body = (await request.json().catch(() => null)) as { schedule?: unknown; batch?: boolean } | null;
+    const batch = body?.batch === true;
     const schedule = Array.isArray(body?.schedule) ? (body.schedule as [number, number][]).slice(0, 100_000) : [];
     const started = Date.now();
     let i = 0;
@@ -67,12 +70,25 @@ export class BroadcastObject extends DurableObject<FloorEnv> {
       if (wait > 0) await new Promise((r) => setTimeout(r, wait));
       const due = Date.now() - started;
       const sockets = this.ctx.getWebSockets();
+      const group: string[] = [];
       for (; i < schedule.length && Number(schedule[i]![0]) <= due; i++) {
         const head = JSON.stringify({ seq: i + 1, at: new Date().toISOString(), type: "bench", data: { text: "" } });
         const frame = JSON.stringify({ seq: i + 1, at: new Date().toISOString(), type: "bench", data: { text: "x".repeat(Math.max(0, Number(schedule[i]![1]) - head.length)) } });
+        if (batch) group.push(frame);
+        else
+          for (const ws of sockets) {
+            try {
+              ws.send(frame);
+            } catch {
+              // closing
+            }
+          }
+      }
+      if (batch && group.length) {
+        const array = `[${group.join(",")}]`;
         for (const ws of sockets) {
           try {
-            ws.send(frame);
+            ws.send(array);
           } catch {
             // closing
           }
