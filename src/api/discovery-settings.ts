@@ -7,19 +7,12 @@
  * - `defaultAgent` (default none): the agent whose card the host root serves at
  *   `/.well-known/agent-card.json` (`Agent` or `repo-name/Agent`); only an exposed agent
  *   is ever served there, anything else answers 404 like a missing agent.
- * PUT replaces the whole setting (an absent field takes its default) and is audited.
+ * PUT replaces the whole setting (an absent field takes its default) and is audited
+ * (src/api/org-setting.ts).
  */
-import { eq, sql } from "drizzle-orm";
-import { Hono } from "hono";
 import { z } from "zod";
-import { auditRequest } from "../audit/http";
-import { authorize } from "../auth/authorize";
-import { db } from "../db/client";
-import { clearOrgCache } from "../db/orgs";
-import { orgs } from "../db/schema";
 import type { OrgScope } from "../db/scope";
-import type { AppEnv } from "../http/app-env";
-import { jsonBody } from "../http/body";
+import { orgSettingRoutes } from "./org-setting";
 
 export interface DiscoverySettings {
   requireCredentialForCards: boolean;
@@ -46,25 +39,4 @@ function settingsFrom(raw: unknown): DiscoverySettings {
   return parsed.success ? parsed.data : { requireCredentialForCards: false, defaultAgent: null };
 }
 
-export const discoverySettingsRoutes = new Hono<AppEnv>();
-
-discoverySettingsRoutes.get("/", async (c) => {
-  await authorize(c, "/settings/discovery", "read");
-  // Read fresh: the scope's copy may be a few seconds old in this isolate.
-  const row = await db(c.env).select({ settings: orgs.settings }).from(orgs).where(eq(orgs.id, c.get("org").orgId)).get();
-  return c.json({ discovery: settingsFrom((row?.settings as { discovery?: unknown } | undefined)?.discovery) });
-});
-
-discoverySettingsRoutes.put("/", async (c) => {
-  await authorize(c, "/settings/discovery", "write");
-  const discovery = await jsonBody(c, DiscoverySchema);
-  const org = c.get("org");
-  await db(c.env)
-    .update(orgs)
-    .set({ settings: sql`json_set(${orgs.settings}, '$.discovery', json(${JSON.stringify(discovery)}))`, updatedAt: sql`(unixepoch('subsec') * 1000)` })
-    .where(eq(orgs.id, org.orgId));
-  // This isolate sees it at once; others within the org cache's TTL (src/db/orgs.ts).
-  clearOrgCache();
-  auditRequest(c, { action: "settings.discovery.put", resource: "/settings/discovery", outcome: "success", input: discovery });
-  return c.json({ discovery });
-});
+export const discoverySettingsRoutes = orgSettingRoutes({ key: "discovery", schema: DiscoverySchema, from: settingsFrom });
