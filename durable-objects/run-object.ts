@@ -359,7 +359,8 @@ export class RunObject extends DurableObject<Env> implements RunRpc {
     let ctx: TurnContext | null | { refused: "replayed" | "audience" } = null;
     this.transition((m) => (ctx = m.claimTurn(stepId, turn, token)));
     // Stream the turn's text only when someone can see it: a WebSocket watches (every step),
-    // or an A2A stream does (the root's text only; SendStreamingMessage asks for it up front).
+    // or an A2A stream does (the root's text only; a caller that did not wait for the end,
+    // SendStreamingMessage or returnImmediately, asks for it up front: `RunInit.liveText`).
     const claimed = ctx as TurnContext | null | { refused: string };
     if (claimed && "stepId" in claimed) {
       const root = claimed.depth === 0;
