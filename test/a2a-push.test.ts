@@ -560,13 +560,21 @@ describe("push records and retention", () => {
     const waiting = (await (await orgFetch(ORG, `/runs/${task.id}`)).json()) as any;
     const answered = await orgFetch(ORG, `/runs/${task.id}/input/${waiting.inputs[0].requestId}`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ answer: "approved" }) });
     expect(answered.status).toBe(200);
-    await eventually(
+    const events = await eventually(
       async () => ((await (await orgFetch(ORG, `/runs/${task.id}/events?after=0`)).json()) as { events: RunEvent[] }).events,
       (e) => e.some((x) => x.type === "run.completed"),
     );
+    // The task once had a config, so the run's last events still wake its push object (it
+    // finds none): wait for the wake of the final event, then for the alarms it armed.
+    const completedSeq = events.find((x) => x.type === "run.completed")!.seq;
+    await eventually(async () => ((await storageOf(task.id)).state as { knownSeq?: number } | null)?.knownSeq ?? 0, (k) => k >= completedSeq);
+    let idle = await pushStub(env, task.id).status(scope.orgId);
+    for (let i = 0; i < 20 && !(typeof idle?.purgeAt === "number" && (await storageOf(task.id)).alarm === idle.purgeAt); i++) {
+      await runDurableObjectAlarm(pushObject(task.id));
+      idle = await pushStub(env, task.id).status(scope.orgId);
+    }
 
     // no config left: nothing is pushed, and the object waits only for the end of its retention
-    const idle = await driveStatus(task.id, (s) => typeof s?.purgeAt === "number");
     expect(idle).toMatchObject({ ended: false, pending: {}, purgeAt: expect.any(Number) });
     expect((await storageOf(task.id)).alarm).toBe(idle!.purgeAt);
     expect(await received(path)).toEqual([]);
