@@ -44,8 +44,15 @@ export function corsSettingsFrom(raw: unknown): CorsSettings {
   return parsed.success ? parsed.data : { allowedOrigins: [] };
 }
 
+// Parsed once per settings object: the org cache keeps one per org, and a browser sends an
+// Origin with every request.
+const parsed = new WeakMap<object, CorsSettings>();
+
 export function corsSettingsOf(scope: OrgScope): CorsSettings {
-  return corsSettingsFrom((scope.settings as { cors?: unknown }).cors);
+  const settings = scope.settings as { cors?: unknown };
+  let value = parsed.get(settings);
+  if (!value) parsed.set(settings, (value = corsSettingsFrom(settings.cors)));
+  return value;
 }
 
 /** What headers a browser may send, and read, on the org API. */
